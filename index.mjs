@@ -1,0 +1,19 @@
+import cluster from './index.js';
+
+export default cluster;
+export const {
+  SCHED_NONE,
+  SCHED_RR,
+  Worker,
+  disconnect,
+  fork,
+  isMaster,
+  isPrimary,
+  isWorker,
+  schedulingPolicy,
+  settings,
+  setupMaster,
+  setupPrimary,
+  worker,
+  workers,
+} = cluster;

@@ -1,0 +1,306 @@
+'use strict';
+// The cluster module as the primary sees it: node:cluster's API and event
+// order, with the process spawning, channels and connection distribution
+// done by the native core.
+
+const EventEmitter = require('node:events');
+const path = require('node:path');
+const native = require('./native.js');
+const Worker = require('./worker.js');
+const WorkerProcess = require('./worker_process.js');
+const errors = require('./errors.js');
+
+const SCHED_NONE = 1;
+const SCHED_RR = 2;
+const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
+const PRELOAD = path.join(__dirname, 'worker_preload.cjs');
+
+const cluster = new EventEmitter();
+const intercom = new EventEmitter();
+// Every worker whose process has not been reported dead, by id, including
+// those already removed from cluster.workers.
+const live = new Map();
+
+module.exports = cluster;
+
+cluster.isWorker = false;
+cluster.isMaster = true;
+cluster.isPrimary = true;
+cluster.Worker = Worker;
+cluster.workers = {};
+cluster.settings = {};
+cluster.SCHED_NONE = SCHED_NONE;
+cluster.SCHED_RR = SCHED_RR;
+
+let ids = 0;
+let initialized = false;
+let started = false;
+
+let schedulingPolicy = process.env.NODE_CLUSTER_SCHED_POLICY;
+if (schedulingPolicy === 'rr') schedulingPolicy = SCHED_RR;
+else if (schedulingPolicy === 'none') schedulingPolicy = SCHED_NONE;
+else schedulingPolicy = SCHED_RR;
+cluster.schedulingPolicy = schedulingPolicy;
+
+function validatePort(port, name = 'Port', allowZero = true) {
+  if ((typeof port !== 'number' && typeof port !== 'string') ||
+      (typeof port === 'string' && port.trim().length === 0) ||
+      +port !== (+port >>> 0) || port > 0xFFFF || (port === 0 && !allowZero)) {
+    throw errors.ERR_SOCKET_BAD_PORT(name, port, allowZero);
+  }
+  return port | 0;
+}
+
+const kInspectArgRegex = /--inspect(?:-brk|-port)?|--debug-port/;
+function isUsingInspector(execArgv) {
+  return execArgv.some((arg) => kInspectArgRegex.test(arg)) ||
+    kInspectArgRegex.test(process.env.NODE_OPTIONS);
+}
+
+let debugPortOffset = 1;
+function getInspectPort(inspectPort) {
+  if (typeof inspectPort === 'function') {
+    inspectPort = inspectPort();
+  } else if (inspectPort == null) {
+    inspectPort = process.debugPort + debugPortOffset;
+    if (inspectPort > 65535) inspectPort = inspectPort - 65535 + 1024 - 1;
+    debugPortOffset++;
+  }
+  validatePort(inspectPort);
+  return inspectPort;
+}
+
+cluster.setupPrimary = function setupPrimary(options) {
+  const settings = {
+    args: process.argv.slice(2),
+    exec: process.argv[1],
+    execArgv: process.execArgv,
+    silent: false,
+    ...cluster.settings,
+    ...options,
+  };
+  // One V8 log per process: without --logfile=v8-%p.log they all share one
+  // unusable file.
+  if (settings.execArgv.some((s) => s.startsWith('--prof')) &&
+      !settings.execArgv.some((s) => s.startsWith('--logfile='))) {
+    settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
+  }
+  cluster.settings = settings;
+  if (initialized === true) return process.nextTick(setupSettingsNT, settings);
+  initialized = true;
+  schedulingPolicy = cluster.schedulingPolicy; // Freeze policy.
+  if (schedulingPolicy !== SCHED_NONE && schedulingPolicy !== SCHED_RR) {
+    throw new Error(`Bad cluster.schedulingPolicy: ${schedulingPolicy}`);
+  }
+  process.nextTick(setupSettingsNT, settings);
+};
+
+cluster.setupMaster = cluster.setupPrimary;
+
+function setupSettingsNT(settings) {
+  cluster.emit('setup', settings);
+}
+
+function ensureStarted() {
+  if (started) return;
+  started = true;
+  native.start(onEvents);
+  native.configure(schedulingPolicy === SCHED_RR ? 'rr' : 'none', NODE_MAJOR < 22);
+}
+
+function stdioToArray(stdio, silent) {
+  if (typeof stdio === 'string') {
+    switch (stdio) {
+      case 'ignore':
+      case 'overlapped':
+      case 'pipe': return [stdio, stdio, stdio, 'ipc'];
+      case 'inherit': return [0, 1, 2, 'ipc'];
+      default: throw errors.ERR_INVALID_ARG_VALUE('stdio', stdio);
+    }
+  }
+  if (!Array.isArray(stdio)) return silent ? ['pipe', 'pipe', 'pipe', 'ipc'] : [0, 1, 2, 'ipc'];
+  if (!stdio.includes('ipc')) {
+    throw errors.makeError(Error, 'ERR_CHILD_PROCESS_IPC_REQUIRED',
+      "Forked processes must have an IPC channel, missing value 'ipc' in options.stdio");
+  }
+  return stdio;
+}
+
+// Maps one stdio entry to the core's slot names.
+function stdioSlot(entry, i) {
+  if (entry == null) return i < 3 ? 'pipe' : 'ignore';
+  if (entry === 'pipe' || entry === 'overlapped') return 'pipe';
+  if (entry === 'ignore' || entry === 'ipc') return entry;
+  if (entry === 'inherit') return String(i);
+  if (typeof entry === 'number') return String(entry);
+  const fd = typeof entry.fd === 'number' ? entry.fd : entry._handle?.fd;
+  if (typeof fd === 'number' && fd >= 0) return String(fd);
+  throw errors.ERR_INVALID_ARG_VALUE('stdio', entry);
+}
+
+function workerEnv(id, env, serialization, ipcIndex) {
+  const merged = { ...process.env, ...env, NODE_UNIQUE_ID: `${id}` };
+  // A preload that holds messages until the worker's code listens; it
+  // removes itself from NODE_OPTIONS before any user code runs.
+  const original = merged.NODE_OPTIONS;
+  merged.NATIVE_CLUSTER_NODE_OPTIONS = JSON.stringify(original === undefined ? null : original);
+  const preload = `--require ${JSON.stringify(PRELOAD)}`;
+  merged.NODE_OPTIONS = original ? `${original} ${preload}` : preload;
+  const pairs = [];
+  for (const key of Object.keys(merged)) {
+    const value = merged[key];
+    if (value !== undefined) pairs.push(`${key}=${value}`);
+  }
+  pairs.push(`NODE_CHANNEL_FD=${ipcIndex}`);
+  pairs.push(`NODE_CHANNEL_SERIALIZATION_MODE=${serialization}`);
+  return pairs;
+}
+
+function createWorkerProcess(id, env) {
+  const settings = cluster.settings;
+  const execArgv = [...settings.execArgv];
+  if (settings.inspectPort === null) throw errors.ERR_SOCKET_BAD_PORT('Port', null, true);
+  if (isUsingInspector(settings.execArgv)) {
+    execArgv.push(`--inspect-port=${getInspectPort(settings.inspectPort)}`);
+  }
+  const serialization = settings.serialization === undefined ? 'json' : settings.serialization;
+  if (serialization !== 'json' && serialization !== 'advanced') {
+    throw errors.ERR_INVALID_ARG_VALUE('options.serialization', serialization,
+      "must be one of: undefined, 'json', 'advanced'");
+  }
+  const stdio = stdioToArray(settings.stdio, settings.silent).map(stdioSlot);
+  const file = process.execPath;
+  const args = [...execArgv];
+  if (settings.exec !== undefined) args.push(settings.exec);
+  args.push(...(settings.args || []));
+  const proc = new WorkerProcess(id, file, [file, ...args], serialization);
+  ensureStarted();
+  const result = native.spawn({
+    id,
+    file,
+    args,
+    env: workerEnv(id, env, serialization, stdio.indexOf('ipc')),
+    cwd: settings.cwd === undefined ? undefined : String(settings.cwd),
+    uid: settings.uid,
+    gid: settings.gid,
+    stdio,
+    serialization,
+  });
+  if (result.pid == null) proc._spawnFailed(result.errno || 0);
+  else proc._started(result.pid, result.pipes, stdio);
+  return proc;
+}
+
+function removeWorker(worker) {
+  delete cluster.workers[worker.id];
+  if (Object.keys(cluster.workers).length === 0) intercom.emit('disconnect');
+}
+
+cluster.fork = function fork(env) {
+  cluster.setupPrimary();
+  const id = ++ids;
+  const workerProcess = createWorkerProcess(id, env);
+  const worker = new Worker({ id, process: workerProcess });
+
+  worker.on('message', function onMessage(message, handle) {
+    cluster.emit('message', this, message, handle);
+  });
+
+  worker.process.once('exit', (exitCode, signalCode) => {
+    // Keep the worker listed until it has disconnected too.
+    if (!worker.isConnected()) removeWorker(worker);
+    worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
+    worker.state = 'dead';
+    worker.emit('exit', exitCode, signalCode);
+    cluster.emit('exit', worker, exitCode, signalCode);
+  });
+
+  worker.process.once('disconnect', () => {
+    if (worker.isDead()) removeWorker(worker);
+    worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
+    worker.state = 'disconnected';
+    worker.emit('disconnect');
+    cluster.emit('disconnect', worker);
+  });
+
+  if (workerProcess.pid !== undefined) live.set(id, worker);
+  process.nextTick(emitForkNT, worker);
+  cluster.workers[worker.id] = worker;
+  return worker;
+};
+
+function emitForkNT(worker) {
+  cluster.emit('fork', worker);
+}
+
+cluster.disconnect = function disconnect(cb) {
+  const workers = Object.values(cluster.workers);
+  if (workers.length === 0) {
+    process.nextTick(() => intercom.emit('disconnect'));
+  } else {
+    for (const worker of workers) {
+      if (worker.isConnected()) worker.disconnect();
+    }
+  }
+  if (typeof cb === 'function') intercom.once('disconnect', cb);
+};
+
+function onEvents(batch) {
+  for (const ev of batch) {
+    const worker = live.get(ev.id);
+    if (worker === undefined) {
+      if (ev.fd != null) native.closeFd(ev.fd);
+      continue;
+    }
+    const proc = worker.process;
+    switch (ev.kind) {
+      case 'online':
+        worker.state = 'online';
+        worker.emit('online');
+        cluster.emit('online', worker);
+        break;
+      case 'listening': {
+        const m = JSON.parse(ev.info);
+        const info = { addressType: m.addressType, address: m.address, port: m.port, fd: m.fd };
+        worker.state = 'listening';
+        worker.emit('listening', info);
+        cluster.emit('listening', worker, info);
+        break;
+      }
+      case 'message':
+        proc._onMessage(ev.data, ev.fd);
+        break;
+      case 'exitedAfterDisconnect':
+        worker.exitedAfterDisconnect = true;
+        break;
+      case 'disconnect':
+        proc._onDisconnect();
+        break;
+      case 'exit':
+        live.delete(ev.id);
+        proc._onExit(ev.code, ev.signal);
+        break;
+      case 'error':
+        proc._protocolError(errors.makeError(Error, ev.errorCode, ev.message));
+        break;
+      case 'warning':
+        process.emitWarning(ev.message, ev.errorCode);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+// Primary-side methods, as node:cluster adds them.
+Worker.prototype.disconnect = function disconnect() {
+  this.exitedAfterDisconnect = true;
+  if (this.process.connected) native.disconnect(this.id);
+  removeWorker(this);
+  return this;
+};
+
+Worker.prototype.destroy = function destroy(signo) {
+  const signal = signo || 'SIGTERM';
+  this.process.kill(signal);
+};

@@ -1,0 +1,50 @@
+'use strict';
+// Preloaded into every worker the native primary starts, before any user
+// code. It restores the worker's NODE_OPTIONS (so the preload is invisible
+// and not inherited further) and holds messages from the primary until the
+// worker's code listens for them: an ES module worker attaches its
+// 'message' listener only after its imports load, and Node would deliver an
+// earlier message to nobody.
+
+const saved = process.env.NATIVE_CLUSTER_NODE_OPTIONS;
+if (saved !== undefined) {
+  delete process.env.NATIVE_CLUSTER_NODE_OPTIONS;
+  let original = null;
+  try {
+    original = JSON.parse(saved);
+  } catch {
+    // Not ours to interpret: leave NODE_OPTIONS without the preload.
+  }
+  if (original === null) delete process.env.NODE_OPTIONS;
+  else process.env.NODE_OPTIONS = original;
+}
+
+const cluster = require('node:cluster');
+if (cluster.isWorker && cluster.worker) holdUntilListened(cluster.worker);
+
+function holdUntilListened(worker) {
+  // The listener node:cluster itself put on `process` (it re-emits on the
+  // worker object) is not a user listener.
+  const builtin = new Set(process.listeners('message'));
+  const held = [];
+  const userListens = () =>
+    worker.listenerCount('message') > 0 ||
+    process.listeners('message').some((l) => !builtin.has(l));
+  const emit = process.emit;
+  process.emit = function emitHeld(event, ...args) {
+    if (event === 'message' && (held.length > 0 || !userListens())) {
+      held.push(args);
+      if (userListens()) process.nextTick(flush);
+      return true;
+    }
+    return emit.call(this, event, ...args);
+  };
+  function flush() {
+    while (held.length > 0 && userListens()) emit.call(process, 'message', ...held.shift());
+  }
+  const onNewListener = (event) => {
+    if (event === 'message' && held.length > 0) process.nextTick(flush);
+  };
+  process.on('newListener', onNewListener);
+  worker.on('newListener', onNewListener);
+}

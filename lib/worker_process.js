@@ -1,0 +1,233 @@
+'use strict';
+// `worker.process`: a ChildProcess-like view of a worker the native core
+// spawned. Its channel lives on the core's I/O thread; this object keeps
+// Node's observable state (connected, exitCode, signalCode, killed) and events.
+
+const EventEmitter = require('node:events');
+const net = require('node:net');
+const os = require('node:os');
+const native = require('./native.js');
+const serialization = require('./serialization.js');
+const handles = require('./handles.js');
+const errors = require('./errors.js');
+const liveness = require('./liveness.js');
+
+const signalNames = Object.create(null);
+for (const [name, num] of Object.entries(os.constants.signals)) signalNames[num] = name;
+
+function errnoException(errno, syscall) {
+  const code = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] || 'UNKNOWN';
+  const err = new Error(`${syscall} ${code}`);
+  err.errno = -errno;
+  err.code = code;
+  err.syscall = syscall;
+  return err;
+}
+
+class WorkerProcess extends EventEmitter {
+  constructor(id, spawnfile, spawnargs, serializationMode) {
+    super();
+    this._id = id;
+    this.connected = false;
+    this.signalCode = null;
+    this.exitCode = null;
+    this.killed = false;
+    this.spawnfile = spawnfile;
+    this.spawnargs = spawnargs;
+    this.pid = undefined;
+    this.stdin = null;
+    this.stdout = null;
+    this.stderr = null;
+    this.stdio = [];
+    this._codec = serialization[serializationMode];
+    this._exited = false;
+    this._channelOpen = false;
+    this._refed = true;
+    this._closesNeeded = 1;
+    this._closesGot = 0;
+  }
+
+  // Called once the core has started the process.
+  _started(pid, pipes, stdio) {
+    this.pid = pid;
+    this.connected = true;
+    this._channelOpen = true;
+    this._closesNeeded++;
+    stdio.forEach((kind, i) => {
+      const fd = pipes[i];
+      if (kind !== 'pipe' || fd == null) {
+        this.stdio.push(null);
+        return;
+      }
+      const readable = i > 0;
+      const stream = new net.Socket({ fd, readable, writable: !readable });
+      if (readable) {
+        this._closesNeeded++;
+        stream.on('close', () => this._maybeClose());
+      }
+      this.stdio.push(stream);
+    });
+    this.stdin = this.stdio[0] || null;
+    this.stdout = this.stdio[1] || null;
+    this.stderr = this.stdio[2] || null;
+    liveness.hold();
+  }
+
+  _spawnFailed(errno) {
+    const err = errnoException(errno, `spawn ${this.spawnfile}`);
+    err.path = this.spawnfile;
+    err.spawnargs = this.spawnargs.slice(1);
+    process.nextTick(() => {
+      this.exitCode = -errno;
+      this.emit('error', err);
+    });
+  }
+
+  send(message, handle, options, callback) {
+    if (typeof handle === 'function') {
+      callback = handle;
+      handle = undefined;
+      options = undefined;
+    } else if (typeof options === 'function') {
+      callback = options;
+      options = undefined;
+    } else if (options !== undefined) {
+      if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+        throw errors.ERR_INVALID_ARG_TYPE('options', 'Object', options);
+      }
+    }
+    options = { swallowErrors: false, ...options };
+    if (this.connected) return this._send(message, handle, options, callback);
+    const ex = errors.ERR_IPC_CHANNEL_CLOSED();
+    if (typeof callback === 'function') process.nextTick(callback, ex);
+    else process.nextTick(() => this.emit('error', ex));
+    return false;
+  }
+
+  _send(message, handle, options, callback) {
+    if (message === undefined) throw errors.ERR_MISSING_ARGS('message');
+    if (typeof message !== 'string' && typeof message !== 'object' &&
+        typeof message !== 'number' && typeof message !== 'boolean') {
+      throw errors.ERR_INVALID_ARG_TYPE('message', ['string', 'object', 'number', 'boolean'], message);
+    }
+    let payload = message;
+    let fd;
+    let type;
+    if (handle) {
+      type = handles.handleType(handle);
+      if (type === undefined) throw errors.ERR_INVALID_HANDLE_TYPE();
+      fd = handles.handleFd(type, handle);
+      if (fd !== undefined) {
+        payload = { cmd: 'NODE_HANDLE', type, msg: message };
+        if (type === 'dgram.Socket') payload.dgramType = handle.type;
+      }
+    }
+    const frame = this._codec.encode(payload);
+    native.send(this._id, frame, fd);
+    if (fd !== undefined && type === 'net.Socket') handles.detachSocket(handle, options);
+    if (typeof callback === 'function') process.nextTick(callback, null);
+    return true;
+  }
+
+  disconnect() {
+    if (!this.connected) {
+      this.emit('error', errors.ERR_IPC_DISCONNECTED());
+      return;
+    }
+    this.connected = false;
+    native.closeChannel(this._id);
+  }
+
+  kill(sig) {
+    const signal = sig === 0 ? 0 : convertSignal(sig === undefined ? 'SIGTERM' : sig);
+    if (this._exited || this.pid === undefined) return false;
+    const err = native.kill(this._id, signal);
+    if (err === 0) {
+      this.killed = true;
+      return true;
+    }
+    if (err === os.constants.errno.ESRCH) return false;
+    const ex = errnoException(err, 'kill');
+    if (err === os.constants.errno.EINVAL || err === os.constants.errno.ENOSYS) throw ex;
+    this.emit('error', ex);
+    return false;
+  }
+
+  ref() {
+    if (!this._refed && !this._exited) {
+      this._refed = true;
+      liveness.hold();
+    }
+  }
+
+  unref() {
+    if (this._refed && !this._exited && this.pid !== undefined) {
+      this._refed = false;
+      liveness.release();
+    }
+  }
+
+  // A user message (or handle envelope) the core passed up.
+  _onMessage(data, fd) {
+    let message;
+    try {
+      message = this._codec.decode(data);
+    } catch (err) {
+      if (fd != null) native.closeFd(fd);
+      const e = errors.makeError(Error, 'ERR_CLUSTER_BAD_MESSAGE',
+        `worker sent a message that cannot be decoded: ${err.message}`);
+      this._protocolError(e);
+      return;
+    }
+    if (fd == null) {
+      this.emit('message', message);
+      return;
+    }
+    handles.revive(message, fd, (handle) => this.emit('message', message.msg, handle));
+  }
+
+  _protocolError(err) {
+    // Without a listener an 'error' would throw on the I/O callback and take
+    // the primary down; a warning keeps every other worker served.
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else process.emitWarning(err.message, { code: err.code });
+  }
+
+  _onDisconnect() {
+    if (!this._channelOpen) return;
+    this._channelOpen = false;
+    this.connected = false;
+    this.emit('disconnect');
+    this._maybeClose();
+  }
+
+  _onExit(code, signo) {
+    if (this._exited) return;
+    this._exited = true;
+    if (signo != null) this.signalCode = signalNames[signo] || `SIG${signo}`;
+    else this.exitCode = code;
+    if (this.stdin) this.stdin.destroy();
+    if (this._refed) liveness.release();
+    this.emit('exit', this.exitCode, this.signalCode);
+    process.nextTick(() => {
+      for (const s of this.stdio) if (s && s.readable) s.resume();
+    });
+    this._maybeClose();
+  }
+
+  _maybeClose() {
+    this._closesGot++;
+    if (this._closesGot === this._closesNeeded) this.emit('close', this.exitCode, this.signalCode);
+  }
+}
+
+function convertSignal(sig) {
+  if (typeof sig === 'number' && signalNames[sig] !== undefined) return sig;
+  if (typeof sig === 'string') {
+    const n = os.constants.signals[sig.toUpperCase()];
+    if (n !== undefined) return n;
+  }
+  throw errors.ERR_UNKNOWN_SIGNAL(sig);
+}
+
+module.exports = WorkerProcess;

@@ -1,0 +1,328 @@
+//! The N-API face of the core: converts arguments and events, owns no
+//! cluster logic. Events reach JavaScript through one weak thread-safe
+//! function, in batches; JavaScript refs it while workers are alive.
+
+use crate::core::balance::Policy;
+use crate::core::event::{Command, Event};
+use crate::core::framing::Serialization;
+use crate::core::primary::{CoreError, Primary};
+use crate::core::spawn::{SpawnSpec, StdioSlot};
+use crate::core::sys::ExitStatus;
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use std::ffi::OsString;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+
+use std::sync::{Arc, Mutex};
+
+type EventFn = ThreadsafeFunction<Vec<Event>, (), Vec<RawEvent>, Status, false, true>;
+
+struct State {
+    primary: Primary,
+    tsfn: Arc<EventFn>,
+}
+
+static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+fn core_err(e: CoreError) -> Error {
+    Error::new(Status::GenericFailure, e.to_string())
+}
+
+fn with_primary<R>(f: impl FnOnce(&State) -> Result<R>) -> Result<R> {
+    let guard = STATE
+        .lock()
+        .map_err(|_| Error::new(Status::GenericFailure, "native-cluster state poisoned"))?;
+    let state = guard
+        .as_ref()
+        .ok_or_else(|| Error::new(Status::GenericFailure, "native-cluster primary not started"))?;
+    f(state)
+}
+
+/// One event as JavaScript sees it.
+#[napi(object)]
+pub struct RawEvent {
+    pub kind: String,
+    pub id: u32,
+    pub data: Option<Buffer>,
+    pub fd: Option<i32>,
+    pub handle_type: Option<String>,
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub info: Option<String>,
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+}
+
+impl RawEvent {
+    fn new(kind: &str, id: u32) -> RawEvent {
+        RawEvent {
+            kind: kind.to_string(),
+            id,
+            data: None,
+            fd: None,
+            handle_type: None,
+            code: None,
+            signal: None,
+            info: None,
+            error_code: None,
+            message: None,
+        }
+    }
+}
+
+fn to_raw(ev: Event) -> RawEvent {
+    match ev {
+        Event::Online { id } => RawEvent::new("online", id),
+        Event::Listening { id, info } => RawEvent {
+            info: Some(info),
+            ..RawEvent::new("listening", id)
+        },
+        Event::Message {
+            id,
+            payload,
+            fd,
+            handle_type,
+        } => RawEvent {
+            data: Some(Buffer::from(payload)),
+            // From here on JavaScript owns the descriptor.
+            fd: fd.map(IntoRawFd::into_raw_fd),
+            handle_type,
+            ..RawEvent::new("message", id)
+        },
+        Event::ExitedAfterDisconnect { id } => RawEvent::new("exitedAfterDisconnect", id),
+        Event::Disconnect { id } => RawEvent::new("disconnect", id),
+        Event::Exit { id, status } => {
+            let mut e = RawEvent::new("exit", id);
+            match status {
+                ExitStatus::Code(c) => e.code = Some(c),
+                ExitStatus::Signal(s) => e.signal = Some(s),
+            }
+            e
+        }
+        Event::Error { id, code, message } => RawEvent {
+            error_code: Some(code.to_string()),
+            message: Some(message),
+            ..RawEvent::new("error", id)
+        },
+        Event::Warning { id, code, message } => RawEvent {
+            error_code: Some(code.to_string()),
+            message: Some(message),
+            ..RawEvent::new("warning", id)
+        },
+    }
+}
+
+/// Starts the I/O thread (once per process); `callback` receives event batches.
+#[napi]
+pub fn start(callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
+    let mut guard = STATE
+        .lock()
+        .map_err(|_| Error::new(Status::GenericFailure, "native-cluster state poisoned"))?;
+    if guard.is_some() {
+        return Ok(());
+    }
+    let tsfn: EventFn = callback
+        .build_threadsafe_function::<Vec<Event>>()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .build_callback(|ctx| Ok(ctx.value.into_iter().map(to_raw).collect::<Vec<_>>()))?;
+    let tsfn = Arc::new(tsfn);
+    let sink_fn = tsfn.clone();
+    let primary = Primary::start(move |batch| {
+        // NonBlocking never waits: the queue is unbounded.
+        sink_fn.call(batch, ThreadsafeFunctionCallMode::NonBlocking);
+    })
+    .map_err(core_err)?;
+    *guard = Some(State { primary, tsfn });
+    Ok(())
+}
+
+/// Keeps the process alive (true) while workers live, or lets it exit.
+#[napi]
+pub fn set_ref(env: Env, on: bool) -> Result<()> {
+    with_primary(|s| {
+        let raw = s.tsfn.raw();
+        // SAFETY: `raw` is a live thread-safe function of this env and this
+        // runs on the JavaScript thread, as both calls require.
+        let status = unsafe {
+            if on {
+                napi::sys::napi_ref_threadsafe_function(env.raw(), raw)
+            } else {
+                napi::sys::napi_unref_threadsafe_function(env.raw(), raw)
+            }
+        };
+        if status != napi::sys::Status::napi_ok {
+            return Err(Error::new(
+                Status::GenericFailure,
+                "cannot (un)ref the event callback",
+            ));
+        }
+        Ok(())
+    })
+}
+
+#[napi]
+pub fn configure(policy: String, key_with_index: bool) -> Result<()> {
+    let policy = match policy.as_str() {
+        "rr" => Policy::RoundRobin,
+        "none" => Policy::Shared,
+        other => {
+            return Err(Error::new(
+                Status::InvalidArg,
+                format!("unknown scheduling policy {other:?}"),
+            ))
+        }
+    };
+    with_primary(|s| {
+        s.primary
+            .command(Command::Configure {
+                policy,
+                key_with_index,
+            })
+            .map_err(core_err)
+    })
+}
+
+#[napi(object)]
+pub struct SpawnOptions {
+    pub id: u32,
+    pub file: String,
+    pub args: Vec<String>,
+    /// `KEY=VALUE` strings.
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Per slot: `inherit`, `ignore`, `pipe`, `ipc` or a descriptor number.
+    pub stdio: Vec<String>,
+    pub serialization: String,
+}
+
+#[napi(object)]
+pub struct SpawnResult {
+    pub pid: Option<i32>,
+    /// Positive errno when the spawn failed.
+    pub errno: Option<i32>,
+    pub error: Option<String>,
+    /// Parent ends of `pipe` slots.
+    pub pipes: Vec<Option<i32>>,
+}
+
+fn slot(s: &str) -> Result<StdioSlot> {
+    Ok(match s {
+        "inherit" => StdioSlot::Inherit,
+        "ignore" => StdioSlot::Ignore,
+        "pipe" => StdioSlot::Pipe,
+        "ipc" => StdioSlot::Ipc,
+        n => StdioSlot::Fd(
+            n.parse()
+                .map_err(|_| Error::new(Status::InvalidArg, format!("bad stdio slot {n:?}")))?,
+        ),
+    })
+}
+
+#[napi]
+pub fn spawn(opts: SpawnOptions) -> Result<SpawnResult> {
+    let serialization = Serialization::parse(&opts.serialization).ok_or_else(|| {
+        Error::new(
+            Status::InvalidArg,
+            format!("unknown serialization {:?}", opts.serialization),
+        )
+    })?;
+    let env = opts
+        .env
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (OsString::from(k), OsString::from(v)),
+            None => (OsString::from(kv), OsString::new()),
+        })
+        .collect();
+    let spec = SpawnSpec {
+        file: opts.file,
+        args: opts.args,
+        env,
+        cwd: opts.cwd,
+        uid: opts.uid,
+        gid: opts.gid,
+        stdio: opts.stdio.iter().map(|s| slot(s)).collect::<Result<_>>()?,
+    };
+    with_primary(|s| match s.primary.spawn(opts.id, &spec, serialization) {
+        Ok(started) => Ok(SpawnResult {
+            pid: Some(started.pid),
+            errno: None,
+            error: None,
+            pipes: started
+                .pipes
+                .into_iter()
+                .map(|p| p.map(IntoRawFd::into_raw_fd))
+                .collect(),
+        }),
+        Err(CoreError::Spawn(e)) => Ok(SpawnResult {
+            pid: None,
+            errno: e.errno(),
+            error: Some(e.to_string()),
+            pipes: Vec::new(),
+        }),
+        Err(e) => Err(core_err(e)),
+    })
+}
+
+/// Queues a complete frame; with `fd`, a copy of that descriptor travels
+/// with it (the caller keeps its own).
+#[napi]
+pub fn send(id: u32, frame: Buffer, fd: Option<i32>) -> Result<()> {
+    let fd = match fd {
+        Some(fd) => Some(crate::core::sys::dup_cloexec(fd).map_err(|e| {
+            Error::new(
+                Status::InvalidArg,
+                format!("cannot send descriptor {fd}: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let frame = frame.to_vec();
+    with_primary(|s| {
+        s.primary
+            .command(Command::Send { id, frame, fd })
+            .map_err(core_err)
+    })
+}
+
+#[napi]
+pub fn disconnect(id: u32) -> Result<()> {
+    with_primary(|s| {
+        s.primary
+            .command(Command::Disconnect { id })
+            .map_err(core_err)
+    })
+}
+
+#[napi]
+pub fn close_channel(id: u32) -> Result<()> {
+    with_primary(|s| {
+        s.primary
+            .command(Command::CloseChannel { id })
+            .map_err(core_err)
+    })
+}
+
+/// 0 on success, else the positive errno (ESRCH once the worker is gone).
+#[napi]
+pub fn kill(id: u32, signal: i32) -> Result<i32> {
+    with_primary(|s| {
+        Ok(match s.primary.kill(id, signal) {
+            Ok(()) => 0,
+            Err(e) => e.raw_os_error().unwrap_or(libc::EINVAL),
+        })
+    })
+}
+
+/// Closes a descriptor JavaScript received but could not use.
+#[napi]
+pub fn close_fd(fd: i32) {
+    if fd >= 0 {
+        // SAFETY: JavaScript passes a descriptor it owns and will not use again.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+}

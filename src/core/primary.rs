@@ -1,0 +1,134 @@
+//! The core's public face: starts the I/O thread and feeds it commands.
+//! Spawning happens on the caller's thread so `fork()` can return the pid
+//! synchronously, as Node's does; everything after that is the I/O thread's.
+
+use crate::core::event::{Command, Event};
+use crate::core::framing::Serialization;
+use crate::core::reactor::{PidFds, Reactor};
+use crate::core::spawn::{self, SpawnError, SpawnSpec, Spawned};
+use crate::core::sys;
+use crossbeam_channel::Sender;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+#[derive(Debug)]
+pub enum CoreError {
+    /// The I/O thread has stopped; nothing can be delivered.
+    Stopped,
+    Io(io::Error),
+    Spawn(SpawnError),
+}
+
+impl std::fmt::Display for CoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CoreError::Stopped => write!(f, "the cluster I/O thread is not running"),
+            CoreError::Io(e) => write!(f, "{e}"),
+            CoreError::Spawn(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for CoreError {}
+
+impl From<io::Error> for CoreError {
+    fn from(e: io::Error) -> Self {
+        CoreError::Io(e)
+    }
+}
+
+pub struct Primary {
+    tx: Sender<Command>,
+    waker: Arc<OwnedFd>,
+    pidfds: PidFds,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The parent's view of a new worker.
+pub struct Started {
+    pub pid: i32,
+    /// Parent ends of `Pipe` stdio slots, by slot.
+    pub pipes: Vec<Option<OwnedFd>>,
+}
+
+impl Primary {
+    pub fn start(sink: impl FnMut(Vec<Event>) + Send + 'static) -> Result<Primary, CoreError> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let waker = Arc::new(sys::eventfd()?);
+        let pidfds = PidFds::default();
+        // The reactor holds non-Send state (shared descriptors), so it is
+        // built on its own thread; startup errors come back over `ready`.
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<()>>(1);
+        let (w, p) = (waker.clone(), pidfds.clone());
+        let thread = std::thread::Builder::new()
+            .name("native-cluster-io".into())
+            .spawn(move || match Reactor::new(w, rx, Box::new(sink), p) {
+                Ok(reactor) => {
+                    let _ = ready_tx.send(Ok(()));
+                    reactor.run();
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })?;
+        ready_rx.recv().map_err(|_| CoreError::Stopped)??;
+        Ok(Primary {
+            tx,
+            waker,
+            pidfds,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn command(&self, cmd: Command) -> Result<(), CoreError> {
+        self.tx.send(cmd).map_err(|_| CoreError::Stopped)?;
+        sys::eventfd_signal(self.waker.as_raw_fd())?;
+        Ok(())
+    }
+
+    /// Spawns a worker and hands its channel to the I/O thread.
+    pub fn spawn(
+        &self,
+        id: u32,
+        spec: &SpawnSpec,
+        serialization: Serialization,
+    ) -> Result<Started, CoreError> {
+        let Spawned {
+            pid,
+            pidfd,
+            channel,
+            pipes,
+        } = spawn::spawn(spec).map_err(CoreError::Spawn)?;
+        self.command(Command::Adopt {
+            id,
+            pid,
+            pidfd,
+            channel,
+            serialization,
+        })?;
+        Ok(Started { pid, pipes })
+    }
+
+    /// Signals a live worker. `ESRCH` once it has been reaped.
+    pub fn kill(&self, id: u32, signal: i32) -> io::Result<()> {
+        let pidfd = self
+            .pidfds
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&id).cloned())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+        sys::pidfd_send_signal(&pidfd, signal)
+    }
+}
+
+impl Drop for Primary {
+    fn drop(&mut self) {
+        if self.command(Command::Shutdown).is_ok() {
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! Node's cluster protocol as the primary speaks it: classifying incoming
+//! frames, the `NODE_HANDLE` envelope and its ACKs, and the `NODE_CLUSTER`
+//! acts (`online`, `queryServer`, `listening`, `close`,
+//! `exitedAfterDisconnect`, `newconn` replies).
+
+use crate::core::balance::round_robin::RoundRobin;
+use crate::core::balance::Policy;
+use crate::core::event::Event;
+use crate::core::framing::{self, Serialization};
+use crate::core::json;
+use crate::core::listen;
+use crate::core::outbox::Frame;
+use crate::core::poller::READ;
+use crate::core::reactor::{listener_token, Reactor};
+use crate::core::servers::{Entry, InFlightConn, RoundRobinServer, Server, SharedServer};
+use crate::core::value::Value;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+
+/// How many connections one wake-up of a listener accepts before the loop
+/// serves other descriptors.
+const ACCEPT_BATCH: usize = 64;
+
+/// JavaScript's `String(value)` for the scalar fields of a handle key.
+fn js_string(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Undefined) => "undefined".into(),
+        Some(Value::Null) => "null".into(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Number(n)) => {
+            if n.fract() == 0.0 && n.abs() < 1e21 {
+                format!("{}", *n as i64)
+            } else {
+                format!("{n}")
+            }
+        }
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(_)) | Some(Value::Object(_)) => "[object Object]".into(),
+    }
+}
+
+fn neg_errno(e: &io::Error) -> i64 {
+    -(e.raw_os_error().unwrap_or(libc::EINVAL) as i64)
+}
+
+fn sockname_value(fd: &OwnedFd) -> Option<Value> {
+    let addr = listen::sockname(fd.as_raw_fd())?;
+    let family = if addr.is_ipv6() { "IPv6" } else { "IPv4" };
+    Some(Value::object([
+        ("address", Value::String(addr.ip().to_string())),
+        ("family", family.into()),
+        ("port", Value::Number(addr.port() as f64)),
+    ]))
+}
+
+impl Reactor {
+    /// One complete frame from a worker.
+    pub(crate) fn on_frame(&mut self, id: u32, payload: Vec<u8>) {
+        let Some(ser) = self.workers.get(&id).map(|w| w.ser) else {
+            return;
+        };
+        if framing::may_be_internal(ser, &payload) {
+            match framing::decode_value(ser, &payload) {
+                Ok(v) if v.is_internal() => return self.on_internal(id, v, payload),
+                Ok(_) => {}
+                Err(e) if ser == Serialization::Json => {
+                    self.events.push(Event::Error {
+                        id,
+                        code: "ERR_CLUSTER_BAD_MESSAGE",
+                        message: format!("worker {id} sent a malformed message: {e}"),
+                    });
+                    return;
+                }
+                // Values the core does not model (Dates, Maps, Buffers...)
+                // are user data: JavaScript decodes them.
+                Err(_) => {}
+            }
+        }
+        self.events.push(Event::Message {
+            id,
+            payload,
+            fd: None,
+            handle_type: None,
+        });
+    }
+
+    fn on_internal(&mut self, id: u32, msg: Value, payload: Vec<u8>) {
+        match msg.get("cmd").and_then(Value::as_str) {
+            Some("NODE_HANDLE_ACK") => self.ack(id, true),
+            Some("NODE_HANDLE_NACK") => self.ack(id, false),
+            Some("NODE_HANDLE") => self.on_handle(id, msg, payload),
+            Some("NODE_CLUSTER") => self.on_cluster(id, &msg),
+            // Other internal commands (NODE_DEBUG_*, ...) have no primary
+            // side in the cluster protocol.
+            _ => {}
+        }
+    }
+
+    fn send_handle_reply(&mut self, id: u32, cmd: &str) {
+        let Some(ser) = self.workers.get(&id).map(|w| w.ser) else {
+            return;
+        };
+        let frame = framing::encode_value(ser, &Value::object([("cmd", cmd.into())]));
+        self.push_frame(id, Frame::plain(frame), true);
+    }
+
+    fn on_handle(&mut self, id: u32, msg: Value, payload: Vec<u8>) {
+        let Some(fd) = self.take_fd(id) else {
+            // The descriptor was lost in transit (MSG_CTRUNC): ask again.
+            self.send_handle_reply(id, "NODE_HANDLE_NACK");
+            return;
+        };
+        self.send_handle_reply(id, "NODE_HANDLE_ACK");
+        let handle_type = msg.get("type").and_then(Value::as_str).map(str::to_string);
+        self.events.push(Event::Message {
+            id,
+            payload,
+            fd: Some(fd),
+            handle_type,
+        });
+    }
+
+    /// Sends `{cmd:'NODE_CLUSTER', ...msg, seq}`, wrapped in a `NODE_HANDLE`
+    /// envelope when a descriptor goes with it. Returns the `seq` used.
+    pub(crate) fn send_cluster(
+        &mut self,
+        id: u32,
+        msg: Value,
+        handle: Option<(Rc<OwnedFd>, &'static str)>,
+    ) -> Option<u64> {
+        let w = self.workers.get(&id)?;
+        if !w.connected() {
+            return None;
+        }
+        let ser = w.ser;
+        let seq = self.next_seq();
+        let mut pairs = vec![("cmd".to_string(), Value::from("NODE_CLUSTER"))];
+        if let Value::Object(rest) = msg {
+            pairs.extend(rest.into_iter().filter(|(k, _)| k != "cmd" && k != "seq"));
+        }
+        pairs.push(("seq".into(), Value::Number(seq as f64)));
+        let inner = Value::Object(pairs);
+        let (value, fd) = match handle {
+            Some((fd, ty)) => (
+                Value::object([
+                    ("cmd", Value::from("NODE_HANDLE")),
+                    ("type", Value::from(ty)),
+                    ("msg", inner),
+                ]),
+                Some(fd),
+            ),
+            None => (inner, None),
+        };
+        let bytes = framing::encode_value(ser, &value);
+        self.push_frame(id, Frame { bytes, fd }, false)
+            .then_some(seq)
+    }
+
+    fn on_cluster(&mut self, id: u32, msg: &Value) {
+        if let Some(ack) = msg.get("ack").filter(|v| **v != Value::Undefined) {
+            if let Some(seq) = ack.as_i64() {
+                if let Some(conn) = self.servers.in_flight.remove(&(seq as u64)) {
+                    let accepted = msg.get("accepted").is_some_and(Value::truthy);
+                    self.on_newconn_reply(conn, accepted);
+                }
+            }
+            return;
+        }
+        match msg.get("act").and_then(Value::as_str) {
+            Some("online") => self.events.push(Event::Online { id }),
+            Some("queryServer") => self.query_server(id, msg),
+            Some("listening") => {
+                let info = Value::object([
+                    (
+                        "addressType",
+                        msg.get("addressType").cloned().unwrap_or(Value::Undefined),
+                    ),
+                    (
+                        "address",
+                        msg.get("address").cloned().unwrap_or(Value::Undefined),
+                    ),
+                    ("port", msg.get("port").cloned().unwrap_or(Value::Undefined)),
+                    ("fd", msg.get("fd").cloned().unwrap_or(Value::Undefined)),
+                ]);
+                let mut out = Vec::new();
+                json::write(&info, &mut out);
+                self.events.push(Event::Listening {
+                    id,
+                    info: String::from_utf8_lossy(&out).into_owned(),
+                });
+            }
+            Some("close") => {
+                if let Some(key) = msg.get("key").and_then(Value::as_str) {
+                    let key = key.to_string();
+                    self.servers.remove_worker(&key, id);
+                }
+            }
+            Some("exitedAfterDisconnect") => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.exited_after_disconnect = true;
+                }
+                let seq = msg.get("seq").cloned().unwrap_or(Value::Undefined);
+                self.send_cluster(id, Value::object([("ack", seq)]), None);
+                self.events.push(Event::ExitedAfterDisconnect { id });
+            }
+            other => self.events.push(Event::Error {
+                id,
+                code: "ERR_CLUSTER_UNKNOWN_ACT",
+                message: format!(
+                    "worker {id} sent a cluster message with unknown act {:?}",
+                    other.unwrap_or("<none>")
+                ),
+            }),
+        }
+    }
+
+    fn handle_key(&self, msg: &Value) -> String {
+        let mut key = format!(
+            "{}:{}:{}:{}",
+            js_string(msg.get("address")),
+            js_string(msg.get("port")),
+            js_string(msg.get("addressType")),
+            js_string(msg.get("fd")),
+        );
+        if self.key_with_index {
+            key.push(':');
+            key.push_str(&js_string(msg.get("index")));
+        }
+        key
+    }
+
+    fn query_server(&mut self, id: u32, msg: &Value) {
+        let disconnecting = self
+            .workers
+            .get(&id)
+            .is_none_or(|w| w.exited_after_disconnect);
+        if disconnecting {
+            return;
+        }
+        let key = self.handle_key(msg);
+        if !self.servers.by_key.contains_key(&key) {
+            let entry = self.create_server(&key, msg);
+            self.servers.by_key.insert(key.clone(), entry);
+        }
+        let Some(entry) = self.servers.by_key.get_mut(&key) else {
+            return;
+        };
+        if !entry.data.truthy() {
+            entry.data = msg.get("data").cloned().unwrap_or(Value::Undefined);
+        }
+        let data = entry.data.clone();
+        let ack = msg.get("seq").cloned().unwrap_or(Value::Undefined);
+        let mut reply = vec![
+            ("errno".to_string(), Value::Null),
+            ("key".to_string(), Value::String(key.clone())),
+            ("ack".to_string(), ack),
+            ("data".to_string(), data),
+        ];
+        match &mut entry.server {
+            Server::RoundRobin(s) => {
+                s.rr.add(id);
+                if let Some(sn) = &s.sockname {
+                    reply.push(("sockname".into(), sn.clone()));
+                }
+                self.send_cluster(id, Value::Object(reply), None);
+                self.handoff(&key, id);
+            }
+            Server::Shared(s) => {
+                if !s.workers.contains(&id) {
+                    s.workers.push(id);
+                }
+                let errno = s.errno;
+                reply[0].1 = Value::Number(errno as f64);
+                let handle = s.handle.clone().map(|h| (h, s.handle_type));
+                if errno != 0 {
+                    // Gives other workers a chance to retry.
+                    self.servers.by_key.remove(&key);
+                }
+                self.send_cluster(id, Value::Object(reply), handle);
+            }
+        }
+    }
+
+    fn create_server(&mut self, _key: &str, msg: &Value) -> Entry {
+        let port = msg.get("port").and_then(Value::as_i64).unwrap_or(0);
+        let fd = msg.get("fd").and_then(Value::as_i64).unwrap_or(-1);
+        let flags = msg.get("flags").and_then(Value::as_i64).unwrap_or(0);
+        let address_type = msg.get("addressType").cloned().unwrap_or(Value::Undefined);
+        let udp = matches!(address_type.as_str(), Some("udp4") | Some("udp6"));
+        let mut address = msg
+            .get("address")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        // Unix socket paths: the shortest equivalent path, because of the
+        // ~100 byte limit of sun_path.
+        if port < 0 {
+            if let (Some(a), Ok(cwd)) = (address.as_ref(), std::env::current_dir()) {
+                if let Ok(rel) = std::path::Path::new(a).strip_prefix(&cwd) {
+                    let rel = rel.to_string_lossy().into_owned();
+                    if rel.len() < a.len() && !rel.is_empty() {
+                        address = Some(rel);
+                    }
+                }
+            }
+        }
+        let data = Value::Undefined;
+        if self.policy != Policy::RoundRobin || udp {
+            let result = if udp {
+                if fd > 0 {
+                    listen::adopt(fd as i32)
+                } else if port != 0 || address.is_some() {
+                    listen::bind_udp(
+                        address.as_deref(),
+                        port as u16,
+                        address_type.as_str() == Some("udp6"),
+                        flags,
+                    )
+                } else {
+                    // dgram binds lazily; an unbound socket is still valid.
+                    listen::bind_udp(None, 0, address_type.as_str() == Some("udp6"), flags)
+                }
+            } else if fd >= 0 {
+                listen::adopt(fd as i32)
+            } else if port == -1 && address_type.as_i64() == Some(-1) {
+                address
+                    .as_deref()
+                    .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+                    .and_then(listen::bind_pipe)
+            } else {
+                listen::bind_tcp(address.as_deref(), port.max(0) as u16, flags & 1 != 0)
+            };
+            let (handle, errno) = match result {
+                Ok(fd) => (Some(Rc::new(fd)), 0),
+                Err(e) => (None, neg_errno(&e)),
+            };
+            return Entry {
+                server: Server::Shared(SharedServer {
+                    handle,
+                    handle_type: if udp { "dgram.Native" } else { "net.Native" },
+                    errno,
+                    workers: Vec::new(),
+                }),
+                data,
+            };
+        }
+        let backlog = msg
+            .get("backlog")
+            .and_then(Value::as_i64)
+            .filter(|b| *b > 0)
+            .unwrap_or(listen::DEFAULT_BACKLOG as i64) as i32;
+        let is_pipe = fd < 0 && port < 0;
+        let bound = if fd >= 0 {
+            listen::adopt(fd as i32)
+        } else if is_pipe {
+            address
+                .as_deref()
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+                .and_then(listen::bind_pipe)
+        } else {
+            listen::bind_tcp(address.as_deref(), port as u16, flags & 1 != 0)
+        };
+        let listening = bound.and_then(|l| {
+            listen::listen(l.as_raw_fd(), backlog)?;
+            if is_pipe {
+                if let Some(a) = address.as_deref() {
+                    listen::chmod_pipe(
+                        a,
+                        msg.get("readableAll").is_some_and(Value::truthy),
+                        msg.get("writableAll").is_some_and(Value::truthy),
+                    )?;
+                }
+            }
+            Ok(l)
+        });
+        match listening {
+            Ok(listener) => {
+                let listener_id = self.servers.next_listener;
+                self.servers.next_listener += 1;
+                let sockname = if is_pipe {
+                    None
+                } else {
+                    sockname_value(&listener)
+                };
+                if let Err(e) =
+                    self.poller()
+                        .add(listener.as_raw_fd(), READ, listener_token(listener_id))
+                {
+                    return Self::failed_rr(neg_errno(&e));
+                }
+                self.servers.listeners.insert(listener_id, _key.to_string());
+                Entry {
+                    server: Server::RoundRobin(RoundRobinServer {
+                        listener,
+                        listener_id,
+                        rr: RoundRobin::default(),
+                        sockname,
+                    }),
+                    data,
+                }
+            }
+            Err(e) => Self::failed_rr(neg_errno(&e)),
+        }
+    }
+
+    /// A round-robin server whose bind failed answers like a shared one with
+    /// an errno and no handle, which is what the worker sees from Node.
+    fn failed_rr(errno: i64) -> Entry {
+        Entry {
+            server: Server::Shared(SharedServer {
+                handle: None,
+                handle_type: "net.Native",
+                errno,
+                workers: Vec::new(),
+            }),
+            data: Value::Undefined,
+        }
+    }
+
+    /// Gives `worker` its next queued connection, if any.
+    fn handoff(&mut self, key: &str, worker: u32) {
+        let conn = match self.servers.by_key.get_mut(key).map(|e| &mut e.server) {
+            Some(Server::RoundRobin(s)) => s.rr.handoff(worker),
+            _ => None,
+        };
+        if let Some(conn) = conn {
+            self.send_newconn(key, worker, conn);
+        }
+    }
+
+    fn send_newconn(&mut self, key: &str, worker: u32, conn: Rc<OwnedFd>) {
+        let msg = Value::object([("act", Value::from("newconn")), ("key", Value::from(key))]);
+        match self.send_cluster(worker, msg, Some((conn.clone(), "net.Native"))) {
+            Some(seq) => {
+                self.servers.in_flight.insert(
+                    seq,
+                    InFlightConn {
+                        key: key.to_string(),
+                        worker,
+                        conn,
+                    },
+                );
+            }
+            // The worker vanished between being picked and being written to:
+            // the connection goes back into the queue for someone else.
+            None => self.redistribute(key, conn),
+        }
+    }
+
+    fn redistribute(&mut self, key: &str, conn: Rc<OwnedFd>) {
+        let next = match self.servers.by_key.get_mut(key).map(|e| &mut e.server) {
+            Some(Server::RoundRobin(s)) => s.rr.distribute(conn),
+            _ => None,
+        };
+        if let Some((w, c)) = next {
+            self.send_newconn(key, w, c);
+        }
+    }
+
+    fn on_newconn_reply(&mut self, inflight: InFlightConn, accepted: bool) {
+        let InFlightConn { key, worker, conn } = inflight;
+        if !accepted {
+            self.redistribute(&key, conn);
+        }
+        self.handoff(&key, worker);
+    }
+
+    pub(crate) fn on_listener(&mut self, listener_id: u64) {
+        let Some(key) = self.servers.listeners.get(&listener_id).cloned() else {
+            return;
+        };
+        for _ in 0..ACCEPT_BATCH {
+            let fd = match self.servers.by_key.get(&key).map(|e| &e.server) {
+                Some(Server::RoundRobin(s)) => s.listener.as_raw_fd(),
+                _ => return,
+            };
+            match listen::accept(fd) {
+                Ok(conn) => self.redistribute(&key, Rc::new(conn)),
+                // WouldBlock: drained. Other errors (ECONNABORTED, EMFILE)
+                // skip this connection, as Node does.
+                Err(_) => return,
+            }
+        }
+    }
+
+    pub(crate) fn remove_worker_from_servers(&mut self, id: u32) {
+        for key in self.servers.keys() {
+            self.servers.remove_worker(&key, id);
+        }
+        // Connections this worker never answered for are closed: it may have
+        // taken them before leaving, and a second owner would be worse.
+        self.servers.in_flight.retain(|_, c| c.worker != id);
+    }
+}

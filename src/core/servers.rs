@@ -1,0 +1,95 @@
+//! The registry of servers shared with workers, keyed the way Node's primary
+//! keys them, and the two kinds of server: round-robin (the primary listens
+//! and accepts) and shared (the primary only binds and sends the socket).
+
+use crate::core::balance::round_robin::RoundRobin;
+use crate::core::value::Value;
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+
+pub enum Server {
+    RoundRobin(RoundRobinServer),
+    Shared(SharedServer),
+}
+
+pub struct RoundRobinServer {
+    pub listener: OwnedFd,
+    pub listener_id: u64,
+    pub rr: RoundRobin<Rc<OwnedFd>>,
+    /// `{address, family, port}` for TCP; `None` for a Unix socket.
+    pub sockname: Option<Value>,
+}
+
+pub struct SharedServer {
+    pub handle: Option<Rc<OwnedFd>>,
+    /// `net.Native` or `dgram.Native`.
+    pub handle_type: &'static str,
+    /// Node's negative errno of the bind, 0 on success.
+    pub errno: i64,
+    pub workers: Vec<u32>,
+}
+
+pub struct Entry {
+    pub server: Server,
+    /// Custom server data (TLS ticket keys) from the first worker that had any.
+    pub data: Value,
+}
+
+/// A connection handed to a worker and not yet answered.
+pub struct InFlightConn {
+    pub key: String,
+    pub worker: u32,
+    pub conn: Rc<OwnedFd>,
+}
+
+#[derive(Default)]
+pub struct Servers {
+    pub by_key: HashMap<String, Entry>,
+    pub listeners: HashMap<u64, String>,
+    pub next_listener: u64,
+    /// newconn `seq` → connection awaiting the worker's `accepted` reply.
+    pub in_flight: HashMap<u64, InFlightConn>,
+}
+
+impl Servers {
+    /// Removes a worker from one server; `true` when the server closed.
+    pub fn remove_worker(&mut self, key: &str, worker: u32) -> bool {
+        let Some(entry) = self.by_key.get_mut(key) else {
+            return false;
+        };
+        let closed = match &mut entry.server {
+            Server::RoundRobin(s) => {
+                if !s.rr.contains(worker) {
+                    return false;
+                }
+                if s.rr.remove(worker) {
+                    // Connections nobody will take are closed with the server.
+                    s.rr.drain().for_each(drop);
+                    true
+                } else {
+                    false
+                }
+            }
+            Server::Shared(s) => {
+                let Some(pos) = s.workers.iter().position(|w| *w == worker) else {
+                    return false;
+                };
+                s.workers.remove(pos);
+                s.workers.is_empty()
+            }
+        };
+        if closed {
+            if let Some(entry) = self.by_key.remove(key) {
+                if let Server::RoundRobin(s) = entry.server {
+                    self.listeners.remove(&s.listener_id);
+                }
+            }
+        }
+        closed
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.by_key.keys().cloned().collect()
+    }
+}
