@@ -270,6 +270,9 @@ function onEvents(batch) {
       case 'message':
         proc._onMessage(ev.data, ev.fd);
         break;
+      case 'internal':
+        proc._onInternal(ev.data);
+        break;
       case 'exitedAfterDisconnect':
         worker.exitedAfterDisconnect = true;
         break;

@@ -11,6 +11,7 @@ const serialization = require('./serialization.js');
 const handles = require('./handles.js');
 const errors = require('./errors.js');
 const liveness = require('./liveness.js');
+const { SocketListReceive, SocketListSend } = require('./socket_list.js');
 
 const signalNames = Object.create(null);
 for (const [name, num] of Object.entries(os.constants.signals)) signalNames[num] = name;
@@ -45,6 +46,25 @@ class WorkerProcess extends EventEmitter {
     this._refed = true;
     this._closesNeeded = 1;
     this._closesGot = 0;
+    this._socketLists = { got: new Map(), send: new Map() };
+  }
+
+  _socketList(kind, key) {
+    const lists = this._socketLists[kind];
+    let list = lists.get(key);
+    if (list === undefined) {
+      list = kind === 'got' ? new SocketListReceive(this, key) : new SocketListSend(this, key);
+      lists.set(key, list);
+    }
+    return list;
+  }
+
+  // An internal message of our own (never gated by a handle in flight on
+  // the sender's side, like Node's swallowErrors sends).
+  _sendInternal(message) {
+    if (!this.connected) return false;
+    native.send(this._id, this._codec.encode(message), undefined);
+    return true;
   }
 
   // Called once the core has started the process.
@@ -60,7 +80,7 @@ class WorkerProcess extends EventEmitter {
         return;
       }
       const readable = i > 0;
-      const stream = new net.Socket({ fd, readable, writable: !readable });
+      const stream = new net.Socket({ fd, readable, writable: true });
       if (readable) {
         this._closesNeeded++;
         stream.on('close', () => this._maybeClose());
@@ -120,6 +140,13 @@ class WorkerProcess extends EventEmitter {
       if (fd !== undefined) {
         payload = { cmd: 'NODE_HANDLE', type, msg: message };
         if (type === 'dgram.Socket') payload.dgramType = handle.type;
+        if (type === 'net.Socket' && handle.server) {
+          // The server keeps asking this worker about the sockets it holds.
+          payload.key = handle.server._connectionKey;
+          const first = !this._socketLists.send.has(payload.key);
+          const list = this._socketList('send', payload.key);
+          if (first) handle.server._setupWorker(list);
+        }
       }
     }
     const frame = this._codec.encode(payload);
@@ -183,7 +210,20 @@ class WorkerProcess extends EventEmitter {
       this.emit('message', message);
       return;
     }
-    handles.revive(message, fd, (handle) => this.emit('message', message.msg, handle));
+    handles.revive(message, fd, (handle) => {
+      if (message.type === 'net.Socket' && message.key) this._socketList('got', message.key).add(handle);
+      this.emit('message', message.msg, handle);
+    });
+  }
+
+  _onInternal(data) {
+    let message;
+    try {
+      message = this._codec.decode(data);
+    } catch {
+      return;
+    }
+    this.emit('internalMessage', message);
   }
 
   _protocolError(err) {

@@ -90,6 +90,10 @@ fn to_raw(ev: Event) -> RawEvent {
             handle_type,
             ..RawEvent::new("message", id)
         },
+        Event::Internal { id, payload } => RawEvent {
+            data: Some(Buffer::from(payload)),
+            ..RawEvent::new("internal", id)
+        },
         Event::ExitedAfterDisconnect { id } => RawEvent::new("exitedAfterDisconnect", id),
         Event::Disconnect { id } => RawEvent::new("disconnect", id),
         Event::Exit { id, status } => {

@@ -60,6 +60,12 @@ pub enum Event {
         fd: Option<OwnedFd>,
         handle_type: Option<String>,
     },
+    /// An internal message the core has no part in (`NODE_SOCKET_*` socket
+    /// list bookkeeping, ...): JavaScript emits it as `internalMessage`.
+    Internal {
+        id: u32,
+        payload: Vec<u8>,
+    },
     /// The worker announced a voluntary exit (`exitedAfterDisconnect`).
     ExitedAfterDisconnect {
         id: u32,

@@ -350,14 +350,14 @@ impl Parser<'_> {
 /// Object properties under construction with JavaScript's semantics: a
 /// repeated key overwrites the value but keeps its first position.
 #[derive(Default)]
-struct Props {
+pub(crate) struct Props {
     pairs: Vec<(String, Value)>,
     index: Option<HashMap<String, usize>>,
     has_index_key: bool,
 }
 
 impl Props {
-    fn insert(&mut self, key: String, value: Value) {
+    pub(crate) fn insert(&mut self, key: String, value: Value) {
         if self.index.is_none() && self.pairs.len() >= LINEAR_KEY_SCAN {
             let map = self
                 .pairs
@@ -384,7 +384,7 @@ impl Props {
         self.pairs.push((key, value));
     }
 
-    fn finish(self) -> Vec<(String, Value)> {
+    pub(crate) fn finish(self) -> Vec<(String, Value)> {
         let mut pairs = self.pairs;
         if self.has_index_key {
             order_like_js(&mut pairs);
@@ -412,7 +412,7 @@ pub(crate) fn array_index(key: &str) -> Option<u32> {
 
 /// Puts array-index keys first in ascending order, keeping the others in
 /// insertion order, as JavaScript's own-property order does.
-pub(crate) fn order_like_js(pairs: &mut [(String, Value)]) {
+fn order_like_js(pairs: &mut [(String, Value)]) {
     pairs.sort_by_key(|(k, _)| match array_index(k) {
         Some(i) => (0u8, i),
         None => (1u8, 0),
@@ -538,7 +538,8 @@ fn write_js_number(n: f64, out: &mut Vec<u8>) {
     let sci = format!("{:e}", n.abs());
     let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let mut digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    prefer_even_on_tie(n.abs(), exp, &mut digits);
     let k = digits.len() as i32;
     // ECMA-262's n: the decimal point sits after the first n digits.
     let point = exp + 1;
@@ -564,6 +565,76 @@ fn write_js_number(n: f64, out: &mut Vec<u8>) {
         out.push(b'e');
         out.push(if point > 0 { b'+' } else { b'-' });
         out.extend_from_slice((point - 1).abs().to_string().as_bytes());
+    }
+}
+
+/// ECMA-262 (and V8) break a tie between two equally near shortest digit
+/// strings towards the even one; Rust's formatter rounds such a tie up.
+/// A tie needs an odd last digit whose neighbour also round-trips, so the
+/// exact (slow) expansion is only computed in that rare case.
+fn prefer_even_on_tie(x: f64, exp: i32, digits: &mut Vec<u8>) {
+    let Some(&last) = digits.last() else {
+        return;
+    };
+    // ASCII '0' is even, so a digit byte's parity is the digit's.
+    if last & 1 == 0 {
+        return;
+    }
+    let round_trips = |candidate: &[u8]| {
+        let mut text = String::with_capacity(candidate.len() + 8);
+        for (i, &d) in candidate.iter().enumerate() {
+            if i == 1 {
+                text.push('.');
+            }
+            text.push(char::from(d));
+        }
+        text.push_str(&format!("e{exp}"));
+        text.parse::<f64>().ok() == Some(x)
+    };
+    let with_last = |d: u8| {
+        let mut c = digits.clone();
+        if let Some(slot) = c.last_mut() {
+            *slot = d;
+        }
+        c
+    };
+    let tie_possible =
+        round_trips(&with_last(last - 1)) || (last < b'9' && round_trips(&with_last(last + 1)));
+    if !tie_possible {
+        return;
+    }
+    // Every f64 has a terminating expansion of at most 767 significant
+    // digits, so this is exact.
+    let exact = format!("{:.800e}", x);
+    let Some((mantissa, exact_exp)) = exact.split_once('e') else {
+        return;
+    };
+    if exact_exp.parse::<i32>().ok() != Some(exp) {
+        return;
+    }
+    let exact_digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let k = digits.len();
+    let (Some(low), Some((&half, rest))) = (
+        exact_digits.get(..k),
+        exact_digits.get(k..).and_then(<[u8]>::split_first),
+    ) else {
+        return;
+    };
+    if half != b'5' || rest.iter().any(|&d| d != b'0') {
+        return;
+    }
+    // x lies exactly halfway between `low` and `low + 1` in the last place.
+    let mut even = low.to_vec();
+    if let Some(slot) = even.last_mut() {
+        if *slot & 1 == 1 {
+            if *slot == b'9' {
+                return;
+            }
+            *slot += 1;
+        }
+    }
+    if round_trips(&even) {
+        *digits = even;
     }
 }
 
@@ -641,6 +712,11 @@ mod tests {
             (f64::MAX, "1.7976931348623157e+308"),
             (-1.7e-300, "-1.7e-300"),
             (2147483648.5, "2147483648.5"),
+            // Exact midpoints between two shortest candidates: even wins.
+            // (exactly 0.179462432861328125, -1391848027706146.25, ...)
+            (0.17946243286132812, "0.17946243286132812"),
+            (-1391848027706146.2, "-1391848027706146.2"),
+            (0.10350418090820312, "0.10350418090820312"),
         ];
         for &(n, want) in cases {
             assert_eq!(js_number_to_string(n), want, "for {n:e}");

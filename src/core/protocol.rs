@@ -91,9 +91,9 @@ impl Reactor {
             Some("NODE_HANDLE_NACK") => self.ack(id, false),
             Some("NODE_HANDLE") => self.on_handle(id, msg, payload),
             Some("NODE_CLUSTER") => self.on_cluster(id, &msg),
-            // Other internal commands (NODE_DEBUG_*, ...) have no primary
-            // side in the cluster protocol.
-            _ => {}
+            // NODE_SOCKET_* and the like concern JavaScript objects (sent
+            // sockets), so JavaScript answers them.
+            _ => self.events.push(Event::Internal { id, payload }),
         }
     }
 
@@ -330,9 +330,15 @@ impl Reactor {
             } else {
                 listen::bind_tcp(address.as_deref(), port.max(0) as u16, flags & 1 != 0)
             };
+            let is_pipe = !udp && fd < 0 && port == -1;
             let (handle, errno) = match result {
                 Ok(fd) => (Some(Rc::new(fd)), 0),
                 Err(e) => (None, neg_errno(&e)),
+            };
+            let socket_path = if is_pipe && handle.is_some() {
+                address.clone()
+            } else {
+                None
             };
             return Entry {
                 server: Server::Shared(SharedServer {
@@ -342,6 +348,7 @@ impl Reactor {
                     workers: Vec::new(),
                 }),
                 data,
+                socket_path,
             };
         }
         let backlog = msg
@@ -397,6 +404,7 @@ impl Reactor {
                         sockname,
                     }),
                     data,
+                    socket_path: if is_pipe { address.clone() } else { None },
                 }
             }
             Err(e) => Self::failed_rr(neg_errno(&e)),
@@ -414,6 +422,7 @@ impl Reactor {
                 workers: Vec::new(),
             }),
             data: Value::Undefined,
+            socket_path: None,
         }
     }
 

@@ -34,6 +34,18 @@ pub struct Entry {
     pub server: Server,
     /// Custom server data (TLS ticket keys) from the first worker that had any.
     pub data: Value,
+    /// A Unix socket file the primary bound: removed when the server closes,
+    /// as libuv does for its own pipe servers.
+    pub socket_path: Option<String>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some(path) = self.socket_path.take() {
+            // Already gone (someone else removed it) is fine.
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// A connection handed to a worker and not yet answered.
@@ -81,7 +93,7 @@ impl Servers {
         };
         if closed {
             if let Some(entry) = self.by_key.remove(key) {
-                if let Server::RoundRobin(s) = entry.server {
+                if let Server::RoundRobin(s) = &entry.server {
                     self.listeners.remove(&s.listener_id);
                 }
             }

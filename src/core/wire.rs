@@ -3,7 +3,7 @@
 //! that cluster messages use. Anything richer is reported as unsupported so
 //! the caller can hand the message to JavaScript to decode itself.
 
-use crate::core::json::{array_index, js_number_to_string, order_like_js};
+use crate::core::json::{array_index, js_number_to_string, Props};
 use crate::core::value::Value;
 use std::fmt;
 
@@ -318,21 +318,12 @@ impl Reader<'_> {
         if depth > MAX_DEPTH {
             return Err(WireError::TooDeep);
         }
-        let mut pairs: Vec<(String, Value)> = Vec::new();
-        let mut has_index = false;
+        // A repeated key overwrites in place, as a JS assignment would.
+        let mut props = Props::default();
         self.properties(tag::END_OBJECT, depth, |key, value| {
-            has_index |= matches!(key, Key::Index(_));
-            let key = key.into_string();
-            // A repeated key overwrites in place, as a JS assignment would.
-            match pairs.iter_mut().find(|(k, _)| *k == key) {
-                Some(slot) => slot.1 = value,
-                None => pairs.push((key, value)),
-            }
+            props.insert(key.into_string(), value);
         })?;
-        if has_index {
-            order_like_js(&mut pairs);
-        }
-        Ok(Value::Object(pairs))
+        Ok(Value::Object(props.finish()))
     }
 
     fn dense_array(&mut self, depth: usize) -> Result<Value, WireError> {
@@ -444,15 +435,18 @@ impl Writer<'_> {
     }
 
     fn number(&mut self, n: f64) {
-        // -0 must stay a double: as an int32 it would come back as +0.
-        let as_int = n as i32;
-        if f64::from(as_int) == n && !(n == 0.0 && n.is_sign_negative()) {
-            self.out.push(tag::INT32);
-            self.varint(zigzag_encode(as_int));
-        } else {
-            self.out.push(tag::DOUBLE);
-            self.out.extend_from_slice(&n.to_le_bytes());
+        match smi(n) {
+            Some(i) => {
+                self.out.push(tag::INT32);
+                self.varint(zigzag_encode(i));
+            }
+            None => self.double(n),
         }
+    }
+
+    fn double(&mut self, n: f64) {
+        self.out.push(tag::DOUBLE);
+        self.out.extend_from_slice(&n.to_le_bytes());
     }
 
     fn string(&mut self, s: &str) {
@@ -484,10 +478,7 @@ impl Writer<'_> {
                     self.out.push(tag::INT32);
                     self.varint(zigzag_encode(small));
                 }
-                Err(_) => {
-                    self.out.push(tag::DOUBLE);
-                    self.out.extend_from_slice(&f64::from(i).to_le_bytes());
-                }
+                Err(_) => self.double(f64::from(i)),
             },
             None => self.string(key),
         }
@@ -504,8 +495,20 @@ impl Writer<'_> {
             Value::Array(items) => {
                 self.out.push(tag::BEGIN_DENSE_ARRAY);
                 self.len(items.len());
+                // An all-number array holding any non-Smi is a
+                // PACKED_DOUBLE_ELEMENTS array in V8 (whether built by a
+                // literal, JSON.parse or push), whose elements are all
+                // written as doubles.
+                let doubles = !items.is_empty()
+                    && items.iter().all(|v| matches!(v, Value::Number(_)))
+                    && items
+                        .iter()
+                        .any(|v| matches!(v, Value::Number(n) if smi(*n).is_none()));
                 for item in items {
-                    self.value(item);
+                    match item {
+                        Value::Number(n) if doubles => self.double(*n),
+                        _ => self.value(item),
+                    }
                 }
                 self.out.push(tag::END_DENSE_ARRAY);
                 self.varint(0);
@@ -522,6 +525,13 @@ impl Writer<'_> {
             }
         }
     }
+}
+
+/// `n` as V8 would hold it in a Smi (int32 on 64-bit Node). -0 is not one:
+/// as an int32 it would come back as +0.
+fn smi(n: f64) -> Option<i32> {
+    let as_int = n as i32;
+    (f64::from(as_int) == n && !(n == 0.0 && n.is_sign_negative())).then_some(as_int)
 }
 
 fn varint_len(n: usize) -> usize {
@@ -641,6 +651,27 @@ mod tests {
             ],
         );
         exact(Value::Object(vec![]), &[255, 15, 111, 123, 0]);
+        // [1, -0] and [1, NaN] are double arrays; [1, 'x', 1.5] is not.
+        exact(
+            Value::Array(vec![num(1.0), num(-0.0)]),
+            &[
+                255, 15, 65, 2, 78, 0, 0, 0, 0, 0, 0, 240, 63, 78, 0, 0, 0, 0, 0, 0, 0, 128, 36, 0,
+                2,
+            ],
+        );
+        assert_eq!(
+            encode(&Value::Array(vec![num(1.0), num(f64::NAN)])),
+            [
+                255, 15, 65, 2, 78, 0, 0, 0, 0, 0, 0, 240, 63, 78, 0, 0, 0, 0, 0, 0, 248, 127, 36,
+                0, 2
+            ]
+        );
+        exact(
+            Value::Array(vec![num(1.0), Value::str("x"), num(1.5)]),
+            &[
+                255, 15, 65, 3, 73, 2, 34, 1, 120, 78, 0, 0, 0, 0, 0, 0, 248, 63, 36, 0, 3,
+            ],
+        );
     }
 
     #[test]
@@ -754,6 +785,12 @@ mod tests {
         assert_eq!(v, obj(vec![("1.5", Value::Null)]));
         let v = decode(&[255, 15, 111, 73, 1, 48, 123, 1]).unwrap();
         assert_eq!(v, obj(vec![("-1", Value::Null)]));
+        // Repeated key: last value, first position; index keys sort first.
+        let v = decode(&[
+            255, 15, 111, 34, 1, 97, 73, 2, 73, 6, 48, 34, 1, 97, 73, 4, 123, 3,
+        ])
+        .unwrap();
+        assert_eq!(v, obj(vec![("3", Value::Null), ("a", num(2.0))]));
     }
 
     #[test]
