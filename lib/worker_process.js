@@ -4,6 +4,8 @@
 // Node's observable state (connected, exitCode, signalCode, killed) and events.
 
 const EventEmitter = require('node:events');
+const { ChildProcess } = require('node:child_process');
+const diagnostics = require('node:diagnostics_channel');
 const net = require('node:net');
 const os = require('node:os');
 const native = require('./native.js');
@@ -13,6 +15,7 @@ const errors = require('./errors.js');
 const liveness = require('./liveness.js');
 const { SocketListReceive, SocketListSend } = require('./socket_list.js');
 
+const childProcessChannel = diagnostics.channel('child_process');
 const signalNames = Object.create(null);
 for (const [name, num] of Object.entries(os.constants.signals)) signalNames[num] = name;
 
@@ -47,6 +50,8 @@ class WorkerProcess extends EventEmitter {
     this._closesNeeded = 1;
     this._closesGot = 0;
     this._socketLists = { got: new Map(), send: new Map() };
+    this.channel = null;
+    if (childProcessChannel.hasSubscribers) childProcessChannel.publish({ process: this });
   }
 
   _socketList(kind, key) {
@@ -72,6 +77,9 @@ class WorkerProcess extends EventEmitter {
     this.pid = pid;
     this.connected = true;
     this._channelOpen = true;
+    // The channel itself lives on the I/O thread; it never keeps the event
+    // loop alive on its own, so ref/unref have nothing to change.
+    this.channel = { ref() {}, unref() {}, fd: undefined };
     this._closesNeeded++;
     stdio.forEach((kind, i) => {
       const fd = pipes[i];
@@ -162,6 +170,7 @@ class WorkerProcess extends EventEmitter {
       return;
     }
     this.connected = false;
+    this.channel = null;
     native.closeChannel(this._id);
   }
 
@@ -237,6 +246,7 @@ class WorkerProcess extends EventEmitter {
     if (!this._channelOpen) return;
     this._channelOpen = false;
     this.connected = false;
+    this.channel = null;
     this.emit('disconnect');
     this._maybeClose();
   }
@@ -260,6 +270,10 @@ class WorkerProcess extends EventEmitter {
     if (this._closesGot === this._closesNeeded) this.emit('close', this.exitCode, this.signalCode);
   }
 }
+
+// Node's ChildProcess API and `instanceof ChildProcess`, without its
+// libuv process handle (the core owns the process).
+Object.setPrototypeOf(WorkerProcess.prototype, ChildProcess.prototype);
 
 function convertSignal(sig) {
   if (typeof sig === 'number' && signalNames[sig] !== undefined) return sig;

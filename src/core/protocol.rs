@@ -223,7 +223,8 @@ impl Reactor {
             js_string(msg.get("addressType")),
             js_string(msg.get("fd")),
         );
-        if self.key_with_index {
+        let port_zero = msg.get("port").and_then(Value::as_f64) == Some(0.0);
+        if self.key_with_index || port_zero {
             key.push(':');
             key.push_str(&js_string(msg.get("index")));
         }
@@ -239,23 +240,49 @@ impl Reactor {
             return;
         }
         let key = self.handle_key(msg);
-        if !self.servers.by_key.contains_key(&key) {
+        // Node 22+ keys a server without the listen index (unless port 0); a
+        // worker asking again for a key it already holds gets a new server,
+        // which replaces the old one in the registry only if it binds.
+        let replaces =
+            !self.key_with_index && self.servers.by_key.get(&key).is_some_and(|e| e.has(id));
+        if replaces {
+            let entry = self.create_server(&key, msg);
+            let failed = entry.errno() != 0;
+            if failed {
+                let mut entry = entry;
+                self.reply_query(id, &key, msg, &mut entry);
+                return;
+            }
+            if let Some(old) = self.servers.by_key.insert(key.clone(), entry) {
+                self.servers.orphans.push((key.clone(), old));
+            }
+        } else if !self.servers.by_key.contains_key(&key) {
             let entry = self.create_server(&key, msg);
             self.servers.by_key.insert(key.clone(), entry);
         }
-        let Some(entry) = self.servers.by_key.get_mut(&key) else {
+        let Some(mut entry) = self.servers.by_key.remove(&key) else {
             return;
         };
+        let errno = self.reply_query(id, &key, msg, &mut entry);
+        // A failed bind is forgotten: other workers get a chance to retry.
+        if errno == 0 {
+            self.servers.by_key.insert(key.clone(), entry);
+            self.handoff(&key, id);
+        }
+    }
+
+    /// Adds the worker to a server and sends the `queryServer` reply;
+    /// returns the bind errno.
+    fn reply_query(&mut self, id: u32, key: &str, msg: &Value, entry: &mut Entry) -> i64 {
         if !entry.data.truthy() {
             entry.data = msg.get("data").cloned().unwrap_or(Value::Undefined);
         }
-        let data = entry.data.clone();
         let ack = msg.get("seq").cloned().unwrap_or(Value::Undefined);
         let mut reply = vec![
             ("errno".to_string(), Value::Null),
-            ("key".to_string(), Value::String(key.clone())),
+            ("key".to_string(), Value::String(key.to_string())),
             ("ack".to_string(), ack),
-            ("data".to_string(), data),
+            ("data".to_string(), entry.data.clone()),
         ];
         match &mut entry.server {
             Server::RoundRobin(s) => {
@@ -264,7 +291,7 @@ impl Reactor {
                     reply.push(("sockname".into(), sn.clone()));
                 }
                 self.send_cluster(id, Value::Object(reply), None);
-                self.handoff(&key, id);
+                0
             }
             Server::Shared(s) => {
                 if !s.workers.contains(&id) {
@@ -273,11 +300,8 @@ impl Reactor {
                 let errno = s.errno;
                 reply[0].1 = Value::Number(errno as f64);
                 let handle = s.handle.clone().map(|h| (h, s.handle_type));
-                if errno != 0 {
-                    // Gives other workers a chance to retry.
-                    self.servers.by_key.remove(&key);
-                }
                 self.send_cluster(id, Value::Object(reply), handle);
+                errno
             }
         }
     }
@@ -480,7 +504,11 @@ impl Reactor {
         };
         for _ in 0..ACCEPT_BATCH {
             let fd = match self.servers.by_key.get(&key).map(|e| &e.server) {
-                Some(Server::RoundRobin(s)) => s.listener.as_raw_fd(),
+                Some(Server::RoundRobin(s)) if s.listener_id == listener_id => {
+                    s.listener.as_raw_fd()
+                }
+                // A replaced server's listener: nobody new may join it, and
+                // its connections are left to the kernel's backlog.
                 _ => return,
             };
             match listen::accept(fd) {
@@ -493,9 +521,7 @@ impl Reactor {
     }
 
     pub(crate) fn remove_worker_from_servers(&mut self, id: u32) {
-        for key in self.servers.keys() {
-            self.servers.remove_worker(&key, id);
-        }
+        self.servers.remove_worker_everywhere(id);
         // Connections this worker never answered for are closed: it may have
         // taken them before leaving, and a second owner would be worse.
         self.servers.in_flight.retain(|_, c| c.worker != id);

@@ -62,26 +62,39 @@ pub struct Servers {
     pub next_listener: u64,
     /// newconn `seq` → connection awaiting the worker's `accepted` reply.
     pub in_flight: HashMap<u64, InFlightConn>,
+    /// Servers replaced under their key (Node 22+ re-listen) that workers
+    /// still hold.
+    pub orphans: Vec<(String, Entry)>,
 }
 
-impl Servers {
-    /// Removes a worker from one server; `true` when the server closed.
-    pub fn remove_worker(&mut self, key: &str, worker: u32) -> bool {
-        let Some(entry) = self.by_key.get_mut(key) else {
-            return false;
-        };
-        let closed = match &mut entry.server {
+impl Entry {
+    pub fn has(&self, worker: u32) -> bool {
+        match &self.server {
+            Server::RoundRobin(s) => s.rr.contains(worker),
+            Server::Shared(s) => s.workers.contains(&worker),
+        }
+    }
+
+    pub fn errno(&self) -> i64 {
+        match &self.server {
+            Server::RoundRobin(_) => 0,
+            Server::Shared(s) => s.errno,
+        }
+    }
+
+    /// Removes a worker; `true` when it was the last and the server closes.
+    fn remove(&mut self, worker: u32) -> bool {
+        match &mut self.server {
             Server::RoundRobin(s) => {
                 if !s.rr.contains(worker) {
                     return false;
                 }
-                if s.rr.remove(worker) {
+                let last = s.rr.remove(worker);
+                if last {
                     // Connections nobody will take are closed with the server.
                     s.rr.drain().for_each(drop);
-                    true
-                } else {
-                    false
                 }
+                last
             }
             Server::Shared(s) => {
                 let Some(pos) = s.workers.iter().position(|w| *w == worker) else {
@@ -90,15 +103,33 @@ impl Servers {
                 s.workers.remove(pos);
                 s.workers.is_empty()
             }
+        }
+    }
+}
+
+impl Servers {
+    /// Removes a worker from one server; `true` when the server closed.
+    pub fn remove_worker(&mut self, key: &str, worker: u32) -> bool {
+        let Some(entry) = self.by_key.get_mut(key) else {
+            return false;
         };
-        if closed {
-            if let Some(entry) = self.by_key.remove(key) {
-                if let Server::RoundRobin(s) = &entry.server {
-                    self.listeners.remove(&s.listener_id);
-                }
+        if !entry.remove(worker) {
+            return false;
+        }
+        if let Some(entry) = self.by_key.remove(key) {
+            if let Server::RoundRobin(s) = &entry.server {
+                self.listeners.remove(&s.listener_id);
             }
         }
-        closed
+        true
+    }
+
+    /// Removes a worker from every server it shares, replaced ones included.
+    pub fn remove_worker_everywhere(&mut self, worker: u32) {
+        for key in self.keys() {
+            self.remove_worker(&key, worker);
+        }
+        self.orphans.retain_mut(|(_, e)| !e.remove(worker));
     }
 
     pub fn keys(&self) -> Vec<String> {
