@@ -1,0 +1,22 @@
+// Every listen shape a worker can ask for gives the same result as with
+// node:cluster, under both policies: addresses, dual stack, IPv6-only, Unix
+// paths, UDP, and bind errors with Node's codes and messages.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { run, primaryEvents } from './helpers.mjs';
+
+for (const policy of ['rr', 'none']) {
+  test(`listen results match node:cluster (${policy})`, async () => {
+    const env = { POLICY: policy };
+    const [native, stock] = await Promise.all([
+      run('listen_matrix.mjs', { env }),
+      run('listen_matrix.mjs', { impl: 'stock', env }),
+    ]);
+    assert.equal(native.code, 0, native.stderr);
+    assert.equal(stock.code, 0, stock.stderr);
+    const ours = primaryEvents(native);
+    assert.deepEqual(ours, primaryEvents(stock));
+    assert.equal(ours.length, 9);
+    assert.deepEqual(ours.find((e) => e[0].name === 'busy port')[0].error.slice(0, 2), ['EADDRINUSE', 'bind']);
+  });
+}
