@@ -14,8 +14,10 @@ test('a malformed frame and an unknown act emit error on that worker only', asyn
     ['bad error', 'ERR_CLUSTER_UNKNOWN_ACT'],
   ]);
   // Both workers were still heard from afterwards, and exited cleanly.
-  assert.deepEqual(ev.filter((e) => e[0] === 'message').map((e) => e[2]), ['after', 'after']);
-  assert.deepEqual(ev.filter((e) => e[0] === 'exit').map((e) => e[2]), [0, 0]);
+  assert.deepEqual(ev.filter((e) => e[0] === 'message').map((e) => e[2]), ['after', 'after', 'after']);
+  assert.deepEqual(ev.filter((e) => e[0] === 'exit').map((e) => e[2]), [0, 0, 0]);
+  // The worker without an 'error' listener was reported as a warning.
+  assert.match(r.stderr, /ERR_CLUSTER_BAD_MESSAGE|cannot be decoded|malformed/);
   assert.ok(ev.some((e) => e[0] === 'still alive'));
 });
 

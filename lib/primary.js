@@ -201,6 +201,7 @@ cluster.fork = function fork(env) {
   const id = ++ids;
   const workerProcess = createWorkerProcess(id, env);
   const worker = new Worker({ id, process: workerProcess });
+  workerProcess._worker = worker;
 
   worker.on('message', function onMessage(message, handle) {
     cluster.emit('message', this, message, handle);

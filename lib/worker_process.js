@@ -237,8 +237,13 @@ class WorkerProcess extends EventEmitter {
 
   _protocolError(err) {
     // Without a listener an 'error' would throw on the I/O callback and take
-    // the primary down; a warning keeps every other worker served.
-    if (this.listenerCount('error') > 0) this.emit('error', err);
+    // the primary down; a warning keeps every other worker served. The
+    // cluster Worker's own forwarding listener does not count.
+    const worker = this._worker;
+    const listened = worker ?
+      worker.listenerCount('error') > 0 || this.listenerCount('error') > 1 :
+      this.listenerCount('error') > 0;
+    if (listened) this.emit('error', err);
     else process.emitWarning(err.message, { code: err.code });
   }
 
