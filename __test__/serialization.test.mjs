@@ -13,3 +13,10 @@ test("serialization: 'advanced' round-trips Buffers, typed arrays, Maps, Sets, D
   assert.deepEqual(fromWorker.map, [['a', 1], ['b', { c: [1, 2] }]]);
   assert.equal(fromWorker.date, '1970-01-02T00:00:00.000Z');
 });
+
+test("serialization: 'advanced' carries a handle with a message of Dates and Maps", async () => {
+  const [native, stock] = await Promise.all([run('advanced_handle.mjs'), run('advanced_handle.mjs', { impl: 'stock' })]);
+  assert.equal(native.code, 0, native.stderr);
+  assert.deepEqual(primaryEvents(native), primaryEvents(stock));
+  assert.deepEqual(primaryEvents(native), [[0, [[1, 2]], true]]);
+});

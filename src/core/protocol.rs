@@ -7,7 +7,7 @@ use crate::core::balance::round_robin::RoundRobin;
 use crate::core::balance::Policy;
 use crate::core::event::Event;
 use crate::core::framing::{self, Serialization};
-use crate::core::json;
+use crate::core::{json, wire};
 use crate::core::listen;
 use crate::core::outbox::Frame;
 use crate::core::poller::READ;
@@ -73,8 +73,14 @@ impl Reactor {
                     return;
                 }
                 // Values the core does not model (Dates, Maps, Buffers...)
-                // are user data: JavaScript decodes them.
-                Err(_) => {}
+                // are user data: JavaScript decodes them. A handle envelope
+                // around such data is still recognised by its head.
+                Err(_) => {
+                    let head = Value::Object(wire::leading_properties(&payload, 2));
+                    if head.get("cmd").and_then(Value::as_str) == Some("NODE_HANDLE") {
+                        return self.on_handle(id, head, payload);
+                    }
+                }
             }
         }
         self.events.push(Event::Message {

@@ -104,6 +104,31 @@ pub fn decode(bytes: &[u8]) -> Result<Value, WireError> {
     r.value(0)
 }
 
+/// The first `max` properties of a header-prefixed object, as far as they
+/// decode: enough to recognise an envelope (`{cmd:'NODE_HANDLE', type, msg}`)
+/// whose payload holds values this module does not model.
+pub fn leading_properties(bytes: &[u8], max: usize) -> Vec<(String, Value)> {
+    let mut r = Reader { bytes, pos: 0 };
+    let mut out = Vec::new();
+    let header_ok = r.byte() == Ok(tag::VERSION)
+        && r.varint().is_ok_and(|v| (MIN_VERSION..=u32::from(VERSION)).contains(&v))
+        && r.tag() == Ok(tag::BEGIN_OBJECT);
+    if !header_ok {
+        return out;
+    }
+    while out.len() < max {
+        let Ok(t) = r.tag() else { break };
+        if t == tag::END_OBJECT {
+            break;
+        }
+        let (Ok(key), Ok(value)) = (r.key(t), r.value(1)) else {
+            break;
+        };
+        out.push((key.into_string(), value));
+    }
+    out
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -542,6 +567,36 @@ fn varint_len(n: usize) -> usize {
         n >>= 7;
     }
     len
+}
+
+#[cfg(test)]
+mod leading_tests {
+    use super::*;
+
+    #[test]
+    fn envelope_head_decodes_even_when_the_payload_does_not() {
+        // {cmd:'NODE_HANDLE', type:'net.Socket', msg:new Date(0)} from Node's
+        // v8.serialize: the Date ('D') is outside the modelled subset.
+        let mut bytes = vec![0xFF, 0x0F, b'o'];
+        for s in ["cmd", "NODE_HANDLE", "type", "net.Socket", "msg"] {
+            bytes.push(b'"');
+            bytes.push(s.len() as u8);
+            bytes.extend_from_slice(s.as_bytes());
+        }
+        bytes.push(b'D');
+        bytes.extend_from_slice(&0f64.to_le_bytes());
+        bytes.extend_from_slice(&[b'{', 3]);
+        assert!(matches!(decode(&bytes), Err(WireError::Unsupported(b'D'))));
+        let head = leading_properties(&bytes, 2);
+        assert_eq!(
+            head,
+            vec![
+                ("cmd".to_string(), Value::from("NODE_HANDLE")),
+                ("type".to_string(), Value::from("net.Socket")),
+            ]
+        );
+        assert!(leading_properties(b"not v8", 2).is_empty());
+    }
 }
 
 #[cfg(test)]
