@@ -17,4 +17,5 @@ pub mod servers;
 pub mod spawn;
 pub mod sys;
 pub mod value;
+pub mod waker;
 pub mod wire;

@@ -6,10 +6,10 @@ use crate::core::event::{Command, Event};
 use crate::core::framing::Serialization;
 use crate::core::reactor::{PidFds, Reactor};
 use crate::core::spawn::{self, SpawnError, SpawnSpec, Spawned};
-use crate::core::sys;
+use crate::core::waker::Waker;
 use crossbeam_channel::Sender;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -41,7 +41,7 @@ impl From<io::Error> for CoreError {
 
 pub struct Primary {
     tx: Sender<Command>,
-    waker: Arc<OwnedFd>,
+    waker: Arc<Waker>,
     pidfds: PidFds,
     thread: Option<JoinHandle<()>>,
 }
@@ -56,7 +56,7 @@ pub struct Started {
 impl Primary {
     pub fn start(sink: impl FnMut(Vec<Event>) + Send + 'static) -> Result<Primary, CoreError> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let waker = Arc::new(sys::eventfd()?);
+        let waker = Arc::new(Waker::new()?);
         let pidfds = PidFds::default();
         // The reactor holds non-Send state (shared descriptors), so it is
         // built on its own thread; startup errors come back over `ready`.
@@ -84,7 +84,7 @@ impl Primary {
 
     pub fn command(&self, cmd: Command) -> Result<(), CoreError> {
         self.tx.send(cmd).map_err(|_| CoreError::Stopped)?;
-        sys::eventfd_signal(self.waker.as_raw_fd())?;
+        self.waker.wake()?;
         Ok(())
     }
 
@@ -119,7 +119,7 @@ impl Primary {
             .ok()
             .and_then(|m| m.get(&id).cloned())
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
-        sys::pidfd_send_signal(&pidfd, signal)
+        crate::core::sys::pidfd_send_signal(&pidfd, signal)
     }
 }
 

@@ -8,6 +8,7 @@ use crate::core::framing::{FrameDecoder, Serialization};
 use crate::core::outbox::{AckOutcome, Frame, Outbox};
 use crate::core::poller::{Poller, Ready, READ, WRITE};
 use crate::core::servers::Servers;
+use crate::core::waker::Waker;
 use crate::core::{scm, sys};
 use crossbeam_channel::Receiver;
 use std::collections::{HashMap, VecDeque};
@@ -59,7 +60,7 @@ impl WorkerConn {
 
 pub struct Reactor {
     poller: Poller,
-    waker: Arc<OwnedFd>,
+    waker: Arc<Waker>,
     commands: Receiver<Command>,
     sink: Sink,
     pidfds: PidFds,
@@ -76,7 +77,7 @@ pub struct Reactor {
 
 impl Reactor {
     pub fn new(
-        waker: Arc<OwnedFd>,
+        waker: Arc<Waker>,
         commands: Receiver<Command>,
         sink: Sink,
         pidfds: PidFds,
@@ -129,7 +130,7 @@ impl Reactor {
         let n = r.token & ((1 << 56) - 1);
         match kind {
             KIND_WAKER => {
-                sys::eventfd_drain(self.waker.as_raw_fd());
+                self.waker.reset();
                 while let Ok(cmd) = self.commands.try_recv() {
                     self.command(cmd);
                 }

@@ -111,7 +111,8 @@ pub fn leading_properties(bytes: &[u8], max: usize) -> Vec<(String, Value)> {
     let mut r = Reader { bytes, pos: 0 };
     let mut out = Vec::new();
     let header_ok = r.byte() == Ok(tag::VERSION)
-        && r.varint().is_ok_and(|v| (MIN_VERSION..=u32::from(VERSION)).contains(&v))
+        && r.varint()
+            .is_ok_and(|v| (MIN_VERSION..=u32::from(VERSION)).contains(&v))
         && r.tag() == Ok(tag::BEGIN_OBJECT);
     if !header_ok {
         return out;
