@@ -3,12 +3,13 @@
 //! channel end placed at its slot without close-on-exec.
 
 use crate::core::sys;
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// What one stdio slot of the child is connected to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +90,155 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
             "stdio must contain exactly one 'ipc' slot, found {ipc_slots}"
         )));
     }
+    let mut channel = None;
+    let mut pipes: Vec<Option<OwnedFd>> = Vec::with_capacity(spec.stdio.len());
+    // Child-side descriptors, open until the child has exec'd.
+    let mut keep: Vec<OwnedFd> = Vec::new();
+    // (slot in the child, descriptor in the parent)
+    let mut moves: Vec<(RawFd, RawFd)> = Vec::new();
+    for (slot, kind) in spec.stdio.iter().enumerate() {
+        let slot = slot as RawFd;
+        let child_end = match kind {
+            StdioSlot::Inherit => {
+                pipes.push(None);
+                moves.push((slot, slot));
+                continue;
+            }
+            StdioSlot::Fd(fd) => {
+                pipes.push(None);
+                sys::dup_cloexec(*fd)?
+            }
+            StdioSlot::Ignore => {
+                pipes.push(None);
+                OwnedFd::from(File::options().read(true).write(true).open("/dev/null")?)
+            }
+            StdioSlot::Pipe => {
+                let (parent, child) = sys::socketpair()?;
+                pipes.push(Some(parent));
+                child
+            }
+            StdioSlot::Ipc => {
+                let (parent, child) = sys::socketpair()?;
+                sys::set_nonblocking(parent.as_raw_fd(), true)?;
+                channel = Some(parent);
+                pipes.push(None);
+                child
+            }
+        };
+        moves.push((slot, child_end.as_raw_fd()));
+        keep.push(child_end);
+    }
+    let channel = channel.ok_or_else(|| SpawnError::Invalid("no ipc slot".into()))?;
+    let pid = if spec.uid.is_some() || spec.gid.is_some() {
+        // posix_spawn cannot change credentials.
+        spawn_forked(spec, &moves)?
+    } else {
+        spawn_fast(spec, &moves)?
+    };
+    drop(keep);
+    // The child is never reaped by anyone but us (libuv waits only for its own
+    // pids), so the pid cannot be recycled before the pidfd is open.
+    let pidfd = sys::pidfd_open(pid)?;
+    Ok(Spawned {
+        pid,
+        pidfd,
+        channel,
+        pipes,
+    })
+}
+
+fn cstring(s: &[u8]) -> Result<CString, SpawnError> {
+    CString::new(s).map_err(|_| SpawnError::Invalid("argument contains a NUL byte".into()))
+}
+
+/// The first descriptor number above every source and target, so that
+/// sources can be lifted there before being placed, whatever their order.
+fn lift_base(moves: &[(RawFd, RawFd)]) -> RawFd {
+    moves.iter().flat_map(|(t, s)| [*t, *s]).max().unwrap_or(2) + 1
+}
+
+/// Plain `fork` + `execve` without waiting for the exec: `fork()` in the
+/// primary returns as soon as the kernel has copied the page tables, while
+/// the child execs on its own. (posix_spawn and std's Command both suspend
+/// the caller until exec completes, which on a loaded machine means waiting
+/// behind every other starting worker.) An exec failure shows as exit code
+/// 127; a missing cwd is checked before forking so it stays an error.
+fn spawn_fast(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, SpawnError> {
+    let file = cstring(spec.file.as_bytes())?;
+    let mut argv_c = vec![file.clone()];
+    for a in &spec.args {
+        argv_c.push(cstring(a.as_bytes())?);
+    }
+    let mut env_c = Vec::with_capacity(spec.env.len());
+    for (k, v) in &spec.env {
+        let mut kv = k.as_bytes().to_vec();
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        env_c.push(cstring(&kv)?);
+    }
+    let cwd = spec
+        .cwd
+        .as_deref()
+        .map(|c| cstring(c.as_bytes()))
+        .transpose()?;
+    if let Some(dir) = &spec.cwd {
+        if !std::fs::metadata(dir)?.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR).into());
+        }
+    }
+    let mut argv: Vec<*const libc::c_char> = argv_c.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env_c.iter().map(|c| c.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let base = lift_base(moves);
+    let cwd_ptr = cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+
+    // SAFETY: fork itself is a plain syscall. In the child only
+    // async-signal-safe calls run (sigaction, sigprocmask, dup2, close,
+    // chdir, execve, _exit) on data prepared above, with no allocation, so
+    // locks held by other threads of the parent at fork time cannot bite.
+    unsafe {
+        let pid = libc::fork();
+        if pid < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        if pid > 0 {
+            return Ok(pid);
+        }
+        // Child: a clean signal state, as libuv gives its children (Node
+        // ignores SIGPIPE, for one; dispositions survive exec).
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        for (i, (_, src)) in moves.iter().enumerate() {
+            if libc::dup2(*src, base + i as RawFd) < 0 {
+                libc::_exit(127);
+            }
+        }
+        // dup2 onto the slot clears FD_CLOEXEC: the slot survives exec.
+        for (i, (target, _)) in moves.iter().enumerate() {
+            if libc::dup2(base + i as RawFd, *target) < 0 {
+                libc::_exit(127);
+            }
+            libc::close(base + i as RawFd);
+        }
+        if !cwd_ptr.is_null() && libc::chdir(cwd_ptr) != 0 {
+            libc::_exit(127);
+        }
+        libc::execve(file.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        libc::_exit(127);
+    }
+}
+
+/// fork/exec through `std::process::Command`, for credential changes.
+fn spawn_forked(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, SpawnError> {
     let mut cmd = Command::new(&spec.file);
     cmd.args(&spec.args);
     cmd.env_clear();
@@ -102,105 +252,101 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
     if let Some(gid) = spec.gid {
         cmd.gid(gid);
     }
-
-    let mut channel = None;
-    let mut pipes: Vec<Option<OwnedFd>> = Vec::with_capacity(spec.stdio.len());
-    // Child-side descriptors that must stay open until the child has exec'd.
-    let mut keep: Vec<OwnedFd> = Vec::new();
-    // (target slot >= 3, source descriptor in the parent)
-    let mut high: Vec<(RawFd, RawFd)> = Vec::new();
-    for (slot, kind) in spec.stdio.iter().enumerate() {
-        let slot = slot as RawFd;
-        let child_end: Option<OwnedFd> = match kind {
-            StdioSlot::Inherit => {
-                if slot >= 3 {
-                    high.push((slot, slot));
+    let moves = moves.to_vec();
+    let base = lift_base(&moves);
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls async-signal-safe dup2/close; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, (_, src)) in moves.iter().enumerate() {
+                if libc::dup2(*src, base + i as RawFd) < 0 {
+                    return Err(io::Error::last_os_error());
                 }
-                pipes.push(None);
-                None
             }
-            StdioSlot::Fd(fd) => {
-                pipes.push(None);
-                Some(sys::dup_cloexec(*fd)?)
+            // dup2 clears FD_CLOEXEC on the target: it survives exec.
+            for (i, (target, _)) in moves.iter().enumerate() {
+                if libc::dup2(base + i as RawFd, *target) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::close(base + i as RawFd);
             }
-            StdioSlot::Ignore => {
-                pipes.push(None);
-                let f = File::options().read(true).write(true).open("/dev/null")?;
-                Some(OwnedFd::from(f))
-            }
-            StdioSlot::Pipe => {
-                let (parent, child) = sys::socketpair()?;
-                pipes.push(Some(parent));
-                Some(child)
-            }
-            StdioSlot::Ipc => {
-                let (parent, child) = sys::socketpair()?;
-                sys::set_nonblocking(parent.as_raw_fd(), true)?;
-                channel = Some(parent);
-                pipes.push(None);
-                Some(child)
-            }
-        };
-        let Some(end) = child_end else {
-            continue;
-        };
-        match slot {
-            0 => {
-                cmd.stdin(Stdio::from(end));
-            }
-            1 => {
-                cmd.stdout(Stdio::from(end));
-            }
-            2 => {
-                cmd.stderr(Stdio::from(end));
-            }
-            _ => {
-                high.push((slot, end.as_raw_fd()));
-                keep.push(end);
-            }
-        }
+            Ok(())
+        });
     }
-    let channel = channel.ok_or_else(|| SpawnError::Invalid("no ipc slot".into()))?;
-
-    if !high.is_empty() {
-        let moves = high.clone();
-        // SAFETY: the closure runs in the forked child before exec and only
-        // calls async-signal-safe fcntl/dup2 on descriptors inherited across
-        // fork; it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                // First lift every source above all targets so that no dup2
-                // clobbers a source another move still needs.
-                let mut lifted = [0 as RawFd; 64];
-                let n = moves.len().min(lifted.len());
-                for (i, (_, src)) in moves.iter().take(n).enumerate() {
-                    let fd = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 256);
-                    if fd < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    lifted[i] = fd;
-                }
-                for (i, (target, _)) in moves.iter().take(n).enumerate() {
-                    // dup2 clears FD_CLOEXEC on the target: it survives exec.
-                    if libc::dup2(lifted[i], *target) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-    }
-
     let child = cmd.spawn()?;
-    let pid = child.id() as i32;
-    drop(keep);
-    // The child is never reaped by anyone but us (libuv waits only for its own
-    // pids), so the pid cannot be recycled before the pidfd is open.
-    let pidfd = sys::pidfd_open(pid)?;
-    Ok(Spawned {
-        pid,
-        pidfd,
-        channel,
-        pipes,
-    })
+    Ok(child.id() as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn spec(script: &str, stdio: Vec<StdioSlot>) -> SpawnSpec {
+        SpawnSpec {
+            file: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: vec![("MARK".into(), "m1".into())],
+            cwd: Some("/".into()),
+            uid: None,
+            gid: None,
+            stdio,
+        }
+    }
+
+    fn wait(pid: i32) -> sys::ExitStatus {
+        loop {
+            if let Some(s) = sys::try_reap(pid).expect("waitid") {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn lays_out_stdio_env_and_cwd() {
+        let s = spec(
+            "echo \"$MARK $(pwd)\" >&1; echo ipc >&3",
+            vec![
+                StdioSlot::Ignore,
+                StdioSlot::Pipe,
+                StdioSlot::Inherit,
+                StdioSlot::Ipc,
+            ],
+        );
+        let mut child = spawn(&s).expect("spawn");
+        assert_eq!(wait(child.pid), sys::ExitStatus::Code(0));
+        let mut out = String::new();
+        let stdout = child.pipes[1].take().expect("stdout pipe");
+        File::from(stdout).read_to_string(&mut out).expect("read");
+        assert_eq!(out, "m1 /\n");
+        sys::set_nonblocking(child.channel.as_raw_fd(), false).expect("blocking");
+        let mut ipc = String::new();
+        File::from(child.channel)
+            .read_to_string(&mut ipc)
+            .expect("read ipc");
+        assert_eq!(ipc, "ipc\n");
+    }
+
+    #[test]
+    fn a_missing_cwd_is_an_os_error() {
+        let mut s = spec(
+            "true",
+            vec![
+                StdioSlot::Ignore,
+                StdioSlot::Ignore,
+                StdioSlot::Ignore,
+                StdioSlot::Ipc,
+            ],
+        );
+        s.cwd = Some("/no/such/dir".into());
+        let err = spawn(&s).expect_err("must fail");
+        assert_eq!(err.errno(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn exactly_one_ipc_slot() {
+        let s = spec("true", vec![StdioSlot::Ignore]);
+        assert!(matches!(spawn(&s), Err(SpawnError::Invalid(_))));
+    }
 }
