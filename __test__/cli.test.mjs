@@ -1,0 +1,292 @@
+// The native-cluster CLI, run as a user runs it, on real processes and
+// sockets: an unmodified server script on N workers, crash restarts with
+// backoff, graceful stop on SIGINT/SIGTERM (with a kill timeout), rolling
+// reload on SIGHUP without a refused connection.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { spawn } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.join(here, '..');
+const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+const cli = path.join(root, pkg.bin['native-cluster']);
+const fixtures = path.join(here, 'fixtures', 'cli');
+
+const freePort = () => new Promise((resolve, reject) => {
+  const s = net.createServer().listen(0, '127.0.0.1', () => {
+    const { port } = s.address();
+    s.close(() => resolve(port));
+  }).on('error', reject);
+});
+
+function get(port, urlPath = '/') {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: urlPath, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(body));
+        } catch (err) {
+          reject(err);
+        }
+      });
+      res.on('error', reject);
+    }).on('error', reject);
+  });
+}
+
+const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Starts the CLI; `waitFor(re, n)` resolves once stderr matched re n times.
+function start(args, { env = {}, cwd = fixtures } = {}) {
+  const child = spawn(process.execPath, [cli, ...args], {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const r = { child, out: '', err: '', waiters: [] };
+  const check = () => {
+    r.waiters = r.waiters.filter((w) => {
+      const n = (r.err.match(w.re) || []).length;
+      if (n < w.count) return true;
+      clearTimeout(w.timer);
+      w.resolve();
+      return false;
+    });
+  };
+  child.stdout.on('data', (d) => { r.out += d; });
+  child.stderr.on('data', (d) => { r.err += d; check(); });
+  r.exit = new Promise((resolve) => child.on('exit', (code, signal) => {
+    for (const w of r.waiters) w.reject(new Error(`CLI exited (${code ?? signal}) before ${w.re}:\n${r.err}`));
+    resolve({ code, signal });
+  }));
+  r.waitFor = (re, count = 1, timeout = 10000) => new Promise((resolve, reject) => {
+    const global = new RegExp(re.source, re.flags.includes('g') ? re.flags : `${re.flags}g`);
+    const w = { re: global, count, resolve, reject };
+    w.timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} x${count}:\n${r.err}`)), timeout);
+    r.waiters.push(w);
+    check();
+  });
+  r.pids = () => [...new Set([...r.err.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1])))];
+  r.cleanup = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await r.exit;
+    }
+    const deadline = Date.now() + 5000;
+    while (r.pids().some(alive) && Date.now() < deadline) await sleep(50);
+  };
+  return r;
+}
+
+test('bin: package.json names bin/native-cluster.js, an executable node script', () => {
+  assert.deepEqual(pkg.bin, { 'native-cluster': 'bin/native-cluster.js' });
+  assert.match(readFileSync(cli, 'utf8'), /^#!\/usr\/bin\/env node\n/);
+  assert.ok(statSync(cli).mode & 0o111, 'executable');
+});
+
+test('--help explains options, crashes, signals and reload; usage errors exit 2', async () => {
+  const help = start(['--help']);
+  assert.deepEqual(await help.exit, { code: 0, signal: null });
+  for (const word of ['Usage: native-cluster', '-i, --instances <N|max>', '--policy <rr|none>', '--kill-timeout',
+    '--listen-timeout', 'SIGINT, SIGTERM', 'SIGHUP', 'SIGKILL', 'restarted', 'back off', '--version']) {
+    assert.ok(help.out.includes(word), `help mentions ${word}`);
+  }
+  const version = start(['--version']);
+  assert.deepEqual(await version.exit, { code: 0, signal: null });
+  assert.equal(version.out, `${pkg.version}\n`);
+  for (const [args, re] of [
+    [[], /no app given/],
+    [['-i', 'lots', 'server.js'], /--instances takes a positive integer or max/],
+    [['--policy', 'fifo', 'server.js'], /--policy takes rr or none/],
+    [['--frobnicate', 'server.js'], /unknown option --frobnicate/],
+    [['missing.js'], /cannot find missing\.js/],
+  ]) {
+    const r = start(args);
+    assert.deepEqual(await r.exit, { code: 2, signal: null }, args.join(' '));
+    assert.match(r.err, re);
+  }
+});
+
+test('-i 2 server.js args: both workers serve, the app gets its args; SIGTERM lets an in-flight request finish, exits 0', async () => {
+  const port = await freePort();
+  const r = start(['-i', '2', '--', 'server.js', '--flag', 'value'], { env: { PORT: port } });
+  try {
+    await r.waitFor(/listening on 127\.0\.0\.1:\d+/, 2);
+    assert.match(r.err, /^\[native-cluster\] primary \d+: starting 2 workers of server\.js \(policy rr\)$/m);
+    const seen = new Set();
+    for (let i = 0; i < 10; i++) {
+      const body = await get(port);
+      assert.deepEqual(body.args, ['--flag', 'value']);
+      assert.equal(body.sharedHandle, false, 'round-robin: the primary accepts');
+      seen.add(body.pid);
+    }
+    assert.equal(seen.size, 2, 'round-robin over both workers');
+    const workers = r.pids();
+    const slow = get(port, '/slow');
+    await sleep(150);
+    r.child.kill('SIGTERM');
+    const body = await slow; // finishes although the stop began meanwhile
+    assert.ok(workers.includes(body.pid));
+    assert.deepEqual(await r.exit, { code: 0, signal: null });
+    assert.match(r.err, /SIGTERM: stopping 2 workers/);
+    assert.match(r.err, /all workers stopped; exiting/);
+    assert.deepEqual(workers.filter(alive), []);
+    await assert.rejects(get(port), { code: 'ECONNREFUSED' });
+  } finally {
+    await r.cleanup();
+  }
+});
+
+test('--policy none: workers accept from a shared socket; SIGINT stops them', async () => {
+  const port = await freePort();
+  const r = start(['--policy=none', '-i1', 'server.js'], { env: { PORT: port } });
+  try {
+    await r.waitFor(/listening on/);
+    assert.match(r.err, /starting 1 worker of server\.js \(policy none\)/);
+    assert.equal((await get(port)).sharedHandle, true);
+    r.child.kill('SIGINT');
+    assert.deepEqual(await r.exit, { code: 0, signal: null });
+    assert.match(r.err, /SIGINT: stopping 1 worker/);
+  } finally {
+    await r.cleanup();
+  }
+});
+
+test('an ES module written for node:cluster runs its worker branch under the CLI', async () => {
+  const port = await freePort();
+  const r = start(['-i', 'max', 'esm-server.mjs'], { env: { PORT: port } });
+  try {
+    await r.waitFor(/all \d+ workers? online/);
+    await r.waitFor(/listening on/, (r.err.match(/all (\d+) worker/) || [])[1] | 0);
+    const body = await get(port);
+    assert.ok(r.pids().includes(body.pid));
+    assert.equal(typeof body.worker, 'number');
+    r.child.kill('SIGTERM');
+    assert.equal((await r.exit).code, 0);
+  } finally {
+    await r.cleanup();
+  }
+});
+
+test('a crashed worker is restarted; repeated crashes back off exponentially', async () => {
+  const port = await freePort();
+  const r = start(['-i', '1', 'server.js'], { env: { PORT: port } });
+  try {
+    await r.waitFor(/listening on/);
+    const first = (await get(port)).pid;
+    await assert.rejects(get(port, '/crash'));
+    await r.waitFor(/crashed \(code 1\); restarting it$/m);
+    await r.waitFor(/listening on/, 2);
+    const second = (await get(port)).pid;
+    assert.notEqual(second, first);
+    assert.equal(alive(first), false);
+    r.child.kill('SIGTERM');
+    assert.equal((await r.exit).code, 0);
+  } finally {
+    await r.cleanup();
+  }
+
+  const c = start(['-i', '1', 'crash.js']);
+  try {
+    const times = [];
+    c.child.stderr.on('data', (d) => { for (const _ of String(d).matchAll(/crashed/g)) times.push(Date.now()); });
+    await c.waitFor(/restarting it in 800 ms \(crash 4 in a row\)/);
+    assert.match(c.err, /crashed \(code 1\); restarting it\n/);
+    assert.match(c.err, /restarting it in 200 ms \(crash 2 in a row\)/);
+    assert.match(c.err, /restarting it in 400 ms \(crash 3 in a row\)/);
+    // The gaps between crashes grow with the delays before the restarts.
+    assert.ok(times[2] - times[1] >= 200, `${times}`);
+    assert.ok(times[3] - times[2] >= 400, `${times}`);
+    c.child.kill('SIGINT'); // during a backoff: no worker left, stop at once
+    assert.deepEqual(await c.exit, { code: 0, signal: null });
+  } finally {
+    await c.cleanup();
+  }
+});
+
+test('a worker that exits with code 0 on its own is not restarted; with none left the CLI exits 0', async () => {
+  const r = start(['-i', '2', 'done.js']);
+  try {
+    assert.deepEqual(await r.exit, { code: 0, signal: null });
+    assert.equal((r.err.match(/exited \(code 0\); not restarting it/g) || []).length, 2);
+    assert.match(r.err, /no workers left; exiting/);
+  } finally {
+    await r.cleanup();
+  }
+});
+
+test('SIGTERM: a worker that does not exit after its disconnect gets SIGKILL after --kill-timeout', async () => {
+  const port = await freePort();
+  const r = start(['-i', '2', '--kill-timeout', '300', 'stubborn.js'], { env: { PORT: port } });
+  try {
+    await r.waitFor(/listening on/, 2);
+    const t0 = Date.now();
+    r.child.kill('SIGTERM');
+    assert.deepEqual(await r.exit, { code: 1, signal: null });
+    const took = Date.now() - t0;
+    assert.ok(took >= 300 && took < 3000, `${took} ms`);
+    assert.equal((r.err.match(/still running; SIGKILL/g) || []).length, 2);
+    assert.match(r.err, /all workers gone \(some killed\); exiting/);
+  } finally {
+    await r.cleanup();
+  }
+});
+
+for (const policy of ['rr', 'none']) test(`SIGHUP (policy ${policy}) replaces the workers one at a time under load, with no failed request`, async () => {
+  const port = await freePort();
+  const r = start(['-i', '2', '--policy', policy, 'server.js'], { env: { PORT: port } });
+  try {
+    await r.waitFor(/listening on/, 2);
+    const before = r.pids();
+    let stop = false;
+    let ok = 0;
+    const errors = [];
+    const pidsSeen = new Set();
+    const loop = async () => {
+      while (!stop) {
+        try {
+          pidsSeen.add((await get(port)).pid);
+          ok++;
+        } catch (err) {
+          errors.push(err.code || err.message);
+        }
+      }
+    };
+    const loops = Array.from({ length: 4 }, loop);
+    while (ok < 20) await sleep(10);
+    const atHup = ok;
+    r.child.kill('SIGHUP');
+    await r.waitFor(/reload done: 2 workers replaced/);
+    const during = ok;
+    assert.ok(during - atHup >= 20, `only ${during - atHup} requests during the reload`);
+    await sleep(200);
+    stop = true;
+    await Promise.all(loops);
+    assert.deepEqual(errors, [], `${errors.length} failed of ${ok + errors.length}`);
+    assert.ok(ok > during, 'served after the reload');
+    // Each new worker listened before its predecessor was told to go.
+    const lines = r.err.split('\n');
+    for (const m of r.err.matchAll(/worker (\d+) \(pid \d+\) replaces worker (\d+)/g)) {
+      const listened = lines.findIndex((l) => l.includes(`worker ${m[1]} (`) && l.includes('listening on'));
+      const replaced = lines.findIndex((l) => l.includes(m[0]));
+      assert.ok(listened >= 0 && listened < replaced, m[0]);
+    }
+    assert.equal((r.err.match(/replaces worker/g) || []).length, 2);
+    const after = r.pids().filter((p) => !before.includes(p));
+    assert.equal(after.length, 2);
+    assert.deepEqual(before.filter(alive), [], 'old workers are gone');
+    for (let i = 0; i < 6; i++) assert.ok(after.includes((await get(port)).pid));
+    r.child.kill('SIGTERM');
+    assert.equal((await r.exit).code, 0);
+  } finally {
+    await r.cleanup();
+  }
+});
