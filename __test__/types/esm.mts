@@ -1,0 +1,55 @@
+// ES module usage (module: nodenext): default, named and namespace imports.
+import cluster from 'native-cluster';
+import { fork, isPrimary, isWorker, setupPrimary, workers, worker, SCHED_RR, SCHED_NONE, Worker } from 'native-cluster';
+import type { Address, Cluster, ClusterSettings } from 'native-cluster';
+import * as ns from 'native-cluster';
+import 'native-cluster/register';
+import http from 'node:http';
+
+const settings: ClusterSettings = { exec: 'worker.js', args: ['--x'], serialization: 'advanced', silent: false };
+setupPrimary(settings);
+cluster.setupPrimary({ execArgv: ['--enable-source-maps'], inspectPort: () => 9230, cwd: '/tmp' });
+cluster.schedulingPolicy = SCHED_RR;
+const policies: number[] = [SCHED_RR, SCHED_NONE, cluster.SCHED_NONE, ns.SCHED_RR, ns.default.SCHED_NONE];
+
+if (isPrimary && cluster.isPrimary && !isWorker) {
+  const w: Worker = fork({ FOO: 'bar' });
+  const id: number = w.id;
+  const pid: number | undefined = w.process.pid;
+  w.send({ hello: 'worker' }, (err) => { if (err) throw err; });
+  w.send('text', undefined, { keepOpen: false });
+  w.on('message', (message: unknown) => void message);
+  w.on('exit', (code: number, signal: string) => void [code, signal]);
+  w.once('listening', (address: Address) => void address.port);
+  cluster.on('exit', (dead: Worker, code: number, signal: string) => {
+    if (!dead.exitedAfterDisconnect) cluster.fork();
+    void [code, signal];
+  });
+  cluster.on('listening', (lw, address) => {
+    const kind: 4 | 6 | -1 | 'udp4' | 'udp6' = address.addressType;
+    void [lw.id, kind];
+  });
+  cluster.on('setup', (s: ClusterSettings) => void s.exec);
+  for (const [key, each] of Object.entries(workers ?? {})) {
+    each?.disconnect().kill('SIGTERM');
+    void key;
+  }
+  cluster.disconnect(() => {});
+  const isWorkerInstance: boolean = w instanceof cluster.Worker && w instanceof Worker;
+  const sameCluster: Cluster = ns.default;
+  void [id, pid, isWorkerInstance, sameCluster, policies];
+} else {
+  const self: Worker | undefined = worker ?? cluster.worker;
+  http.createServer((req, res) => res.end(`${self?.id}`)).listen(8000);
+}
+
+// The types are checked, not `any`.
+// @ts-expect-error isPrimary is readonly
+cluster.isPrimary = false;
+// @ts-expect-error fork returns a Worker
+const notAString: string = cluster.fork();
+// @ts-expect-error no such setting
+cluster.setupPrimary({ execPath: '/bin/node' });
+// @ts-expect-error no such export
+import { spawn } from 'native-cluster';
+void [notAString, spawn];

@@ -1,0 +1,225 @@
+// Types of native-cluster: the `cluster` module of @types/node (same names,
+// same signatures), for a package whose CommonJS entry is
+// `module.exports = cluster` and whose ES module entry has the same object as
+// its default export plus one named export per property.
+//
+//   import cluster from 'native-cluster';          // ES module (or esModuleInterop)
+//   import { fork, isPrimary } from 'native-cluster';
+//   import cluster = require('native-cluster');    // TypeScript CommonJS
+//   const cluster = require('native-cluster');     // JavaScript
+//
+// `cluster.Cluster`, `cluster.Worker`, `cluster.ClusterSettings` and
+// `cluster.Address` are also exported as types.
+
+/// <reference types="node" />
+
+import * as child from 'node:child_process';
+import EventEmitter = require('node:events');
+import * as net from 'node:net';
+
+// The Worker interface lives outside the namespace (`export =` exports only
+// `cluster`) and enters it as a type alias: a named import `Worker` then
+// means both this type and the `cluster.Worker` constructor, one identity.
+/**
+ * A `Worker` object: in the primary, one per worker (from `cluster.fork()`,
+ * `cluster.workers`); in a worker, `cluster.worker`.
+ */
+interface Worker extends EventEmitter {
+  /** The worker's unique id, the key of `cluster.workers`. */
+  id: number;
+  /** The worker's process (a ChildProcess in the primary, `process` in a worker). */
+  process: child.ChildProcess;
+  /** Sends a message to the worker (primary) or to the primary (worker). */
+  send(message: child.Serializable, callback?: (error: Error | null) => void): boolean;
+  send(message: child.Serializable, sendHandle: child.SendHandle, callback?: (error: Error | null) => void): boolean;
+  send(
+    message: child.Serializable,
+    sendHandle: child.SendHandle,
+    options?: child.MessageOptions,
+    callback?: (error: Error | null) => void,
+  ): boolean;
+  /** Kills the worker process (SIGTERM unless a signal is given). */
+  kill(signal?: string): void;
+  /** Alias of `kill()`. */
+  destroy(signal?: string): void;
+  /** Closes the worker's servers, then its IPC channel; the worker exits once idle. */
+  disconnect(): this;
+  isConnected(): boolean;
+  isDead(): boolean;
+  /** True when the worker exited because of `.disconnect()` or `.kill()`. */
+  exitedAfterDisconnect: boolean;
+
+  addListener(event: string, listener: (...args: any[]) => void): this;
+  addListener(event: 'disconnect', listener: () => void): this;
+  addListener(event: 'error', listener: (error: Error) => void): this;
+  addListener(event: 'exit', listener: (code: number, signal: string) => void): this;
+  addListener(event: 'listening', listener: (address: cluster.Address) => void): this;
+  addListener(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
+  addListener(event: 'online', listener: () => void): this;
+  emit(event: string | symbol, ...args: any[]): boolean;
+  emit(event: 'disconnect'): boolean;
+  emit(event: 'error', error: Error): boolean;
+  emit(event: 'exit', code: number, signal: string): boolean;
+  emit(event: 'listening', address: cluster.Address): boolean;
+  emit(event: 'message', message: any, handle: net.Socket | net.Server): boolean;
+  emit(event: 'online'): boolean;
+  on(event: string, listener: (...args: any[]) => void): this;
+  on(event: 'disconnect', listener: () => void): this;
+  on(event: 'error', listener: (error: Error) => void): this;
+  on(event: 'exit', listener: (code: number, signal: string) => void): this;
+  on(event: 'listening', listener: (address: cluster.Address) => void): this;
+  on(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
+  on(event: 'online', listener: () => void): this;
+  once(event: string, listener: (...args: any[]) => void): this;
+  once(event: 'disconnect', listener: () => void): this;
+  once(event: 'error', listener: (error: Error) => void): this;
+  once(event: 'exit', listener: (code: number, signal: string) => void): this;
+  once(event: 'listening', listener: (address: cluster.Address) => void): this;
+  once(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
+  once(event: 'online', listener: () => void): this;
+  prependListener(event: string, listener: (...args: any[]) => void): this;
+  prependListener(event: 'disconnect', listener: () => void): this;
+  prependListener(event: 'error', listener: (error: Error) => void): this;
+  prependListener(event: 'exit', listener: (code: number, signal: string) => void): this;
+  prependListener(event: 'listening', listener: (address: cluster.Address) => void): this;
+  prependListener(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
+  prependListener(event: 'online', listener: () => void): this;
+  prependOnceListener(event: string, listener: (...args: any[]) => void): this;
+  prependOnceListener(event: 'disconnect', listener: () => void): this;
+  prependOnceListener(event: 'error', listener: (error: Error) => void): this;
+  prependOnceListener(event: 'exit', listener: (code: number, signal: string) => void): this;
+  prependOnceListener(event: 'listening', listener: (address: cluster.Address) => void): this;
+  prependOnceListener(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
+  prependOnceListener(event: 'online', listener: () => void): this;
+}
+
+type WorkerInstance = Worker;
+
+declare namespace cluster {
+  type SerializationType = 'json' | 'advanced';
+
+  interface ClusterSettings {
+    /** List of string arguments passed to the Node.js executable. @default process.execArgv */
+    execArgv?: string[] | undefined;
+    /** File path to worker file. @default process.argv[1] */
+    exec?: string | undefined;
+    /** String arguments passed to worker. @default process.argv.slice(2) */
+    args?: readonly string[] | undefined;
+    /** Whether or not to send output to parent's stdio. @default false */
+    silent?: boolean | undefined;
+    /** Configures the stdio of forked processes; must contain an 'ipc' entry. */
+    stdio?: any[] | undefined;
+    /** Sets the user identity of the process. */
+    uid?: number | undefined;
+    /** Sets the group identity of the process. */
+    gid?: number | undefined;
+    /** Sets the inspector port of the worker: a number, or a function returning one. */
+    inspectPort?: number | (() => number) | undefined;
+    /** Serialization of messages between processes. @default 'json' */
+    serialization?: SerializationType | undefined;
+    /** Current working directory of the worker process. @default undefined (inherits from parent) */
+    cwd?: string | undefined;
+    /** Hide the forked processes console window (Windows only). @default false */
+    windowsHide?: boolean | undefined;
+  }
+
+  interface Address {
+    address: string;
+    port: number;
+    /** 4, 6, -1 (Unix domain socket), 'udp4' or 'udp6'. */
+    addressType: 4 | 6 | -1 | 'udp4' | 'udp6';
+  }
+
+  /** A worker (see the module-level `Worker` interface). */
+  type Worker = WorkerInstance;
+
+  /** `cluster.Worker`: the constructor of Worker objects. */
+  interface WorkerConstructor {
+    new (options?: { id?: number; process?: child.ChildProcess; state?: string }): Worker;
+    readonly prototype: Worker;
+  }
+
+  interface Cluster extends EventEmitter {
+    /** Disconnects every worker; the callback runs once all have disconnected. */
+    disconnect(callback?: () => void): void;
+    /** Spawns a new worker process (primary only). */
+    fork(env?: any): Worker;
+    /** @deprecated Since v16.0.0 - use `isPrimary`. */
+    readonly isMaster: boolean;
+    readonly isPrimary: boolean;
+    readonly isWorker: boolean;
+    /**
+     * `SCHED_RR` (round-robin, the default) or `SCHED_NONE`; frozen once the
+     * first worker is spawned or `setupPrimary()` is called. Also set by
+     * `NODE_CLUSTER_SCHED_POLICY=rr|none`.
+     */
+    schedulingPolicy: number;
+    /** The settings of the last `setupPrimary()` (or the defaults). */
+    readonly settings: ClusterSettings;
+    /** @deprecated Since v16.0.0 - use `setupPrimary()`. */
+    setupMaster(settings?: ClusterSettings): void;
+    /** Changes the default `fork` behaviour; applies to workers forked afterwards. */
+    setupPrimary(settings?: ClusterSettings): void;
+    /** The current worker object (in a worker). */
+    readonly worker?: Worker;
+    /** The active workers by id (in the primary). */
+    readonly workers?: NodeJS.Dict<Worker>;
+    readonly SCHED_NONE: number;
+    readonly SCHED_RR: number;
+    /** The Worker constructor (as on Node's cluster object). */
+    readonly Worker: WorkerConstructor;
+
+    addListener(event: string, listener: (...args: any[]) => void): this;
+    addListener(event: 'disconnect', listener: (worker: Worker) => void): this;
+    addListener(event: 'exit', listener: (worker: Worker, code: number, signal: string) => void): this;
+    addListener(event: 'fork', listener: (worker: Worker) => void): this;
+    addListener(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
+    addListener(event: 'message', listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void): this;
+    addListener(event: 'online', listener: (worker: Worker) => void): this;
+    addListener(event: 'setup', listener: (settings: ClusterSettings) => void): this;
+    emit(event: string | symbol, ...args: any[]): boolean;
+    emit(event: 'disconnect', worker: Worker): boolean;
+    emit(event: 'exit', worker: Worker, code: number, signal: string): boolean;
+    emit(event: 'fork', worker: Worker): boolean;
+    emit(event: 'listening', worker: Worker, address: Address): boolean;
+    emit(event: 'message', worker: Worker, message: any, handle: net.Socket | net.Server): boolean;
+    emit(event: 'online', worker: Worker): boolean;
+    emit(event: 'setup', settings: ClusterSettings): boolean;
+    on(event: string, listener: (...args: any[]) => void): this;
+    on(event: 'disconnect', listener: (worker: Worker) => void): this;
+    on(event: 'exit', listener: (worker: Worker, code: number, signal: string) => void): this;
+    on(event: 'fork', listener: (worker: Worker) => void): this;
+    on(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
+    on(event: 'message', listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void): this;
+    on(event: 'online', listener: (worker: Worker) => void): this;
+    on(event: 'setup', listener: (settings: ClusterSettings) => void): this;
+    once(event: string, listener: (...args: any[]) => void): this;
+    once(event: 'disconnect', listener: (worker: Worker) => void): this;
+    once(event: 'exit', listener: (worker: Worker, code: number, signal: string) => void): this;
+    once(event: 'fork', listener: (worker: Worker) => void): this;
+    once(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
+    once(event: 'message', listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void): this;
+    once(event: 'online', listener: (worker: Worker) => void): this;
+    once(event: 'setup', listener: (settings: ClusterSettings) => void): this;
+    prependListener(event: string, listener: (...args: any[]) => void): this;
+    prependListener(event: 'disconnect', listener: (worker: Worker) => void): this;
+    prependListener(event: 'exit', listener: (worker: Worker, code: number, signal: string) => void): this;
+    prependListener(event: 'fork', listener: (worker: Worker) => void): this;
+    prependListener(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
+    prependListener(event: 'message', listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void): this;
+    prependListener(event: 'online', listener: (worker: Worker) => void): this;
+    prependListener(event: 'setup', listener: (settings: ClusterSettings) => void): this;
+    prependOnceListener(event: string, listener: (...args: any[]) => void): this;
+    prependOnceListener(event: 'disconnect', listener: (worker: Worker) => void): this;
+    prependOnceListener(event: 'exit', listener: (worker: Worker, code: number, signal: string) => void): this;
+    prependOnceListener(event: 'fork', listener: (worker: Worker) => void): this;
+    prependOnceListener(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
+    prependOnceListener(event: 'message', listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void): this;
+    prependOnceListener(event: 'online', listener: (worker: Worker) => void): this;
+    prependOnceListener(event: 'setup', listener: (settings: ClusterSettings) => void): this;
+  }
+}
+
+declare const cluster: cluster.Cluster;
+
+export = cluster;
