@@ -6,6 +6,7 @@ use crate::core::event::{Command, Event};
 use crate::core::framing::Serialization;
 use crate::core::reactor::{PidFds, Reactor};
 use crate::core::spawn::{self, SpawnError, SpawnSpec, Spawned};
+use crate::core::sys;
 use crate::core::waker::Waker;
 use crossbeam_channel::Sender;
 use std::io;
@@ -130,5 +131,58 @@ impl Drop for Primary {
                 let _ = t.join();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::framing::FrameDecoder;
+    use std::os::fd::AsRawFd;
+
+    /// Many frames queued from another thread in a burst all reach the
+    /// worker end, in order.
+    #[test]
+    fn a_burst_of_sends_arrives_complete_and_in_order() {
+        let primary = Primary::start(|_| {}).expect("start");
+        let (ours, theirs) = sys::socketpair().expect("socketpair");
+        // SAFETY: getpid cannot fail.
+        let pidfd = sys::pidfd_open(unsafe { libc::getpid() }).expect("pidfd");
+        primary
+            .command(Command::Adopt {
+                id: 1,
+                pid: 0,
+                pidfd,
+                channel: ours,
+                serialization: Serialization::Json,
+            })
+            .expect("adopt");
+        const N: usize = 200_000;
+        let reader = std::thread::spawn(move || {
+            let mut dec = FrameDecoder::new(Serialization::Json);
+            let mut buf = vec![0u8; 65536];
+            let mut seen = 0usize;
+            while seen < N {
+                let n = sys::read(theirs.as_raw_fd(), &mut buf).expect("read");
+                assert!(n > 0, "channel closed after {seen} frames");
+                dec.push(&buf[..n]);
+                while let Some(frame) = dec.next_frame().expect("frame") {
+                    assert_eq!(frame, seen.to_string().into_bytes());
+                    seen += 1;
+                }
+            }
+            seen
+        });
+        for i in 0..N {
+            let frame = format!("{i}\n").into_bytes();
+            primary
+                .command(Command::Send {
+                    id: 1,
+                    frame,
+                    fd: None,
+                })
+                .expect("send");
+        }
+        assert_eq!(reader.join().expect("reader"), N);
     }
 }

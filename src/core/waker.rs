@@ -30,10 +30,12 @@ impl Waker {
     }
 
     /// Call on the I/O thread before draining the command queue: commands
-    /// queued after this point wake it again.
+    /// queued after this point wake it again. The counter is drained before
+    /// the flag is cleared: the other order could swallow the signal of a
+    /// sender that saw the flag clear, leaving its command unserved.
     pub fn reset(&self) {
-        self.pending.store(false, Ordering::SeqCst);
         sys::eventfd_drain(self.fd.as_raw_fd());
+        self.pending.store(false, Ordering::SeqCst);
     }
 }
 
