@@ -6,7 +6,6 @@ use crate::core::event::{Command, Event};
 use crate::core::framing::Serialization;
 use crate::core::reactor::{PidFds, Reactor};
 use crate::core::spawn::{self, SpawnError, SpawnSpec, Spawned};
-use crate::core::sys;
 use crate::core::waker::Waker;
 use crossbeam_channel::Sender;
 use std::io;
@@ -138,6 +137,7 @@ impl Drop for Primary {
 mod tests {
     use super::*;
     use crate::core::framing::FrameDecoder;
+    use crate::core::sys;
     use std::os::fd::AsRawFd;
 
     /// Many frames queued from another thread in a burst all reach the
