@@ -44,7 +44,7 @@ function install() {
   // the whole package directory: a checkout also holds tests and examples,
   // which are user code.
   const ownDirs = ['lib', 'bin'].map((d) => path.join(root, d) + path.sep);
-  const ownFiles = new Set([cjsEntry, esmEntry, __filename, path.join(root, 'register.mjs')]);
+  const ownFiles = new Set([cjsEntry, esmEntry, __filename]);
   const isOwnFile = (file) =>
     typeof file === 'string' && (ownFiles.has(file) || ownDirs.some((d) => file.startsWith(d)));
   const ownURLs = {
