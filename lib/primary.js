@@ -268,6 +268,9 @@ function onEvents(batch) {
         cluster.emit('listening', worker, info);
         break;
       }
+      case 'messages':
+        proc._onMessages(ev.data, ev.lengths, ev.json);
+        break;
       case 'message':
         proc._onMessage(ev.data, ev.fd);
         break;

@@ -203,6 +203,35 @@ class WorkerProcess extends EventEmitter {
     }
   }
 
+  // A batch of user messages from the core (see Event::Messages).
+  _onMessages(data, lengths, json) {
+    if (json) {
+      let list;
+      try {
+        list = JSON.parse(data.toString('utf8'));
+      } catch {
+        list = undefined;
+      }
+      if (Array.isArray(list) && list.length === lengths.length) {
+        for (const message of list) this.emit('message', message);
+        return;
+      }
+      // Some message in the batch is malformed: decode one by one so that
+      // only it is reported.
+      let start = 1;
+      for (const len of lengths) {
+        this._onMessage(data.subarray(start, start + len));
+        start += len + 1;
+      }
+      return;
+    }
+    let start = 0;
+    for (const len of lengths) {
+      this._onMessage(data.subarray(start, start + len));
+      start += len;
+    }
+  }
+
   // A user message (or handle envelope) the core passed up.
   _onMessage(data, fd) {
     let message;

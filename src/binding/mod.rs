@@ -52,6 +52,9 @@ pub struct RawEvent {
     pub info: Option<String>,
     pub error_code: Option<String>,
     pub message: Option<String>,
+    /// Byte length of each message of a `messages` batch.
+    pub lengths: Option<Vec<u32>>,
+    pub json: Option<bool>,
 }
 
 impl RawEvent {
@@ -67,6 +70,8 @@ impl RawEvent {
             info: None,
             error_code: None,
             message: None,
+            lengths: None,
+            json: None,
         }
     }
 }
@@ -78,6 +83,22 @@ fn to_raw(ev: Event) -> RawEvent {
             info: Some(info),
             ..RawEvent::new("listening", id)
         },
+        Event::Messages {
+            id,
+            json,
+            mut data,
+            lengths,
+        } => {
+            if json {
+                data.push(b']');
+            }
+            RawEvent {
+                data: Some(Buffer::from(data)),
+                lengths: Some(lengths),
+                json: Some(json),
+                ..RawEvent::new("messages", id)
+            }
+        }
         Event::Message {
             id,
             payload,

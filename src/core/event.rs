@@ -51,9 +51,20 @@ pub enum Event {
         id: u32,
         info: String,
     },
-    /// A user message, exactly as framed by the worker (JSON text without
-    /// the newline, or V8 bytes). With a descriptor, it is the whole
-    /// `NODE_HANDLE` envelope and `handle_type` is its `type`.
+    /// Consecutive user messages from one worker, in one buffer so that
+    /// JavaScript decodes a whole batch at once. `json`: `data` is a JSON
+    /// array text `[m1,m2,...]`, each `mN` exactly as the worker framed it;
+    /// otherwise the V8 payloads back to back. `lengths` gives each message's
+    /// byte length (JSON: separated by one comma, after the `[`).
+    Messages {
+        id: u32,
+        json: bool,
+        data: Vec<u8>,
+        lengths: Vec<u32>,
+    },
+    /// A user message on its own: one carrying a descriptor (then the whole
+    /// `NODE_HANDLE` envelope as framed by the worker; `handle_type` is its
+    /// `type`), or JSON text that cannot join a batch.
     Message {
         id: u32,
         payload: Vec<u8>,
@@ -89,4 +100,70 @@ pub enum Event {
         code: &'static str,
         message: String,
     },
+}
+
+impl Event {
+    /// Appends a plain user message, joining it to the previous event when
+    /// that is a batch from the same worker.
+    pub fn push_message(events: &mut Vec<Event>, id: u32, json: bool, payload: &[u8]) {
+        if let Some(Event::Messages {
+            id: last,
+            data,
+            lengths,
+            ..
+        }) = events.last_mut()
+        {
+            if *last == id {
+                if json {
+                    data.push(b',');
+                }
+                data.extend_from_slice(payload);
+                lengths.push(payload.len() as u32);
+                return;
+            }
+        }
+        let mut data = Vec::with_capacity(payload.len() + 2);
+        if json {
+            data.push(b'[');
+        }
+        data.extend_from_slice(payload);
+        events.push(Event::Messages {
+            id,
+            json,
+            data,
+            lengths: vec![payload.len() as u32],
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_messages_of_one_worker_share_a_batch() {
+        let mut ev = Vec::new();
+        Event::push_message(&mut ev, 1, true, b"{\"a\":1}");
+        Event::push_message(&mut ev, 1, true, b"2");
+        Event::push_message(&mut ev, 2, true, b"3");
+        ev.push(Event::Online { id: 1 });
+        Event::push_message(&mut ev, 1, false, b"xy");
+        assert_eq!(ev.len(), 4);
+        match &ev[0] {
+            Event::Messages {
+                id,
+                json,
+                data,
+                lengths,
+            } => {
+                assert_eq!((*id, *json), (1, true));
+                assert_eq!(data, b"[{\"a\":1},2");
+                assert_eq!(lengths, &vec![7, 1]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            matches!(&ev[3], Event::Messages { id: 1, json: false, data, .. } if data == b"xy")
+        );
+    }
 }

@@ -638,6 +638,63 @@ fn prefer_even_on_tie(x: f64, exp: i32, digits: &mut Vec<u8>) {
     }
 }
 
+/// A cheap structural check that `payload` is one self-contained JSON
+/// value: strings closed, brackets balanced, no comma or colon at the top
+/// level. Payloads that pass can be joined as `[p1,p2,...]` and parsed in
+/// one go without one message's bytes bleeding into another's; it does not
+/// validate the grammar (the parse does that).
+pub fn is_self_contained(payload: &[u8]) -> bool {
+    let mut depth: usize = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in payload {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth == 0 {
+                    return false;
+                }
+                depth -= 1;
+            }
+            b',' | b':' if depth == 0 => return false,
+            _ => {}
+        }
+    }
+    depth == 0 && !in_string && !payload.is_empty()
+}
+
+#[cfg(test)]
+mod self_contained_tests {
+    use super::is_self_contained;
+
+    #[test]
+    fn accepts_single_values_and_rejects_fragments() {
+        for ok in [
+            &b"1"[..],
+            b"\"a,b]\"",
+            b"{\"a\":[1,{\"b\":\"}\"}]}",
+            b"[]",
+            b"\"\\\"\"",
+        ] {
+            assert!(is_self_contained(ok), "{}", String::from_utf8_lossy(ok));
+        }
+        for bad in [&b""[..], b"[1", b"2],3", b"1,2", b"\"open", b"}", b"a:b"] {
+            assert!(!is_self_contained(bad), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

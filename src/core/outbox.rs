@@ -11,6 +11,9 @@ use std::rc::Rc;
 
 pub const MAX_RETRANSMISSIONS: u32 = 3;
 
+/// Largest write that small plain frames are merged into.
+pub const MERGE_LIMIT: usize = 64 * 1024;
+
 /// One complete frame on the wire, optionally with a descriptor.
 #[derive(Debug, Clone)]
 pub struct Frame {
@@ -58,7 +61,18 @@ pub enum AckOutcome {
 }
 
 impl Outbox {
+    /// Queues a frame. Plain frames join the plain frame before them (up
+    /// to [`MERGE_LIMIT`] bytes) so a burst of small messages leaves in a
+    /// few large writes instead of one syscall each.
     pub fn push(&mut self, frame: Frame) {
+        if frame.fd.is_none() {
+            if let Some(last) = self.queue.back_mut() {
+                if last.fd.is_none() && last.bytes.len() + frame.bytes.len() <= MERGE_LIMIT {
+                    last.bytes.extend_from_slice(&frame.bytes);
+                    return;
+                }
+            }
+        }
         self.queue.push_back(frame);
     }
 
@@ -190,6 +204,32 @@ mod tests {
         out.flush(a.as_raw_fd()).expect("flush");
         assert_eq!(read_all(b.as_raw_fd()).0, b"after\n".to_vec());
         assert!(out.is_idle());
+    }
+
+    #[test]
+    fn plain_frames_merge_but_never_into_a_handle_frame() {
+        let (a, b) = sys::socketpair().expect("socketpair");
+        let (x, _y) = sys::socketpair().expect("socketpair");
+        let mut out = Outbox::default();
+        out.push(Frame::plain(b"1\n".to_vec()));
+        out.push(Frame::plain(b"2\n".to_vec()));
+        out.push(Frame {
+            bytes: b"H\n".to_vec(),
+            fd: Some(Rc::new(x)),
+        });
+        out.push(Frame::plain(b"3\n".to_vec()));
+        assert_eq!(out.queue.len(), 3, "1 and 2 merged; H and 3 stay apart");
+        out.flush(a.as_raw_fd()).expect("flush");
+        let (mut bytes, mut fds) = (Vec::new(), 0);
+        while bytes.len() < 6 {
+            let (chunk, n) = read_all(b.as_raw_fd());
+            bytes.extend(chunk);
+            fds += n;
+        }
+        assert_eq!((bytes, fds), (b"1\n2\nH\n".to_vec(), 1));
+        out.on_ack(true);
+        out.flush(a.as_raw_fd()).expect("flush");
+        assert_eq!(read_all(b.as_raw_fd()).0, b"3\n".to_vec());
     }
 
     #[test]

@@ -83,12 +83,18 @@ impl Reactor {
                 }
             }
         }
-        self.events.push(Event::Message {
-            id,
-            payload,
-            fd: None,
-            handle_type: None,
-        });
+        let json = ser == Serialization::Json;
+        if json && !json::is_self_contained(&payload) {
+            // Not batchable: JavaScript decodes it alone and reports it.
+            self.events.push(Event::Message {
+                id,
+                payload,
+                fd: None,
+                handle_type: None,
+            });
+            return;
+        }
+        Event::push_message(&mut self.events, id, json, &payload);
     }
 
     fn on_internal(&mut self, id: u32, msg: Value, payload: Vec<u8>) {
