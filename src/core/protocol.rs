@@ -318,7 +318,7 @@ impl Reactor {
         }
     }
 
-    fn create_server(&mut self, _key: &str, msg: &Value) -> Entry {
+    fn create_server(&mut self, key: &str, msg: &Value) -> Entry {
         let port = msg.get("port").and_then(Value::as_i64).unwrap_or(0);
         let fd = msg.get("fd").and_then(Value::as_i64).unwrap_or(-1);
         let flags = msg.get("flags").and_then(Value::as_i64).unwrap_or(0);
@@ -431,7 +431,7 @@ impl Reactor {
                 {
                     return Self::failed_rr(neg_errno(&e));
                 }
-                self.servers.listeners.insert(listener_id, _key.to_string());
+                self.servers.listeners.insert(listener_id, key.to_string());
                 Entry {
                     server: Server::RoundRobin(RoundRobinServer {
                         listener,

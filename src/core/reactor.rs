@@ -419,7 +419,10 @@ impl Reactor {
         let status = match sys::try_reap(pid) {
             Ok(Some(s)) => s,
             Ok(None) => return,
-            Err(_) => sys::ExitStatus::Code(0),
+            // ECHILD: someone else reaped it (a stray waitpid(-1) in the
+            // process). It is gone and its status is lost; report it as
+            // killed rather than keep the worker alive forever.
+            Err(_) => sys::ExitStatus::Signal(libc::SIGKILL),
         };
         if let Some(w) = self.workers.get_mut(&id) {
             if let Some(p) = w.pidfd.take() {

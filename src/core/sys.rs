@@ -167,8 +167,3 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     let n = cvt_retry(|| unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) as i32 })?;
     Ok(n as usize)
 }
-
-/// Closes every descriptor in a set when dropped; used by tests to count fds.
-pub fn open_fd_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/fd")?.count())
-}
