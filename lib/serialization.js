@@ -29,9 +29,10 @@ class ChannelDeserializer extends v8.DefaultDeserializer {
   }
 }
 
+// JSON frames are strings: the core takes them as text (native.sendText).
 const json = {
   encode(message) {
-    return Buffer.from(JSON.stringify(message) + '\n', 'utf8');
+    return JSON.stringify(message) + '\n';
   },
   decode(payload) {
     return JSON.parse(payload.toString('utf8'));

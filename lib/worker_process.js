@@ -68,7 +68,7 @@ class WorkerProcess extends EventEmitter {
   // the sender's side, like Node's swallowErrors sends).
   _sendInternal(message) {
     if (!this.connected) return false;
-    native.send(this._id, this._codec.encode(message), undefined);
+    this._write(this._codec.encode(message), undefined);
     return true;
   }
 
@@ -157,11 +157,19 @@ class WorkerProcess extends EventEmitter {
         }
       }
     }
-    const frame = this._codec.encode(payload);
-    native.send(this._id, frame, fd);
+    this._write(this._codec.encode(payload), fd);
     if (fd !== undefined && type === 'net.Socket') handles.detachSocket(handle, options);
     if (typeof callback === 'function') process.nextTick(callback, null);
     return true;
+  }
+
+  _write(frame, fd) {
+    if (typeof frame === 'string') {
+      if (fd === undefined) native.sendText(this._id, frame);
+      else native.send(this._id, Buffer.from(frame, 'utf8'), fd);
+    } else {
+      native.send(this._id, frame, fd);
+    }
   }
 
   disconnect() {

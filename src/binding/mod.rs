@@ -294,9 +294,21 @@ pub fn spawn(opts: SpawnOptions) -> Result<SpawnResult> {
 }
 
 /// Queues a complete frame; with `fd`, a copy of that descriptor travels
-/// with it (the caller keeps its own).
+/// with it (the caller keeps its own). The bytes are copied here, so the
+/// Buffer needs no reference kept.
 #[napi]
-pub fn send(id: u32, frame: Buffer, fd: Option<i32>) -> Result<()> {
+pub fn send(id: u32, frame: BufferSlice, fd: Option<i32>) -> Result<()> {
+    queue_frame(id, frame.to_vec(), fd)
+}
+
+/// [`send`] for a JSON frame given as text, which spares JavaScript a
+/// Buffer allocation per message.
+#[napi]
+pub fn send_text(id: u32, frame: String) -> Result<()> {
+    queue_frame(id, frame.into_bytes(), None)
+}
+
+fn queue_frame(id: u32, frame: Vec<u8>, fd: Option<i32>) -> Result<()> {
     let fd = match fd {
         Some(fd) => Some(crate::core::sys::dup_cloexec(fd).map_err(|e| {
             Error::new(
@@ -306,7 +318,6 @@ pub fn send(id: u32, frame: Buffer, fd: Option<i32>) -> Result<()> {
         })?),
         None => None,
     };
-    let frame = frame.to_vec();
     with_primary(|s| {
         s.primary
             .command(Command::Send { id, frame, fd })
