@@ -472,7 +472,8 @@ pub fn to_vec(value: &Value) -> Vec<u8> {
     out
 }
 
-fn write_string(s: &str, out: &mut Vec<u8>) {
+/// Writes `s` as a JSON string literal, escaped as JSON.stringify does.
+pub fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();

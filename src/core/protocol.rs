@@ -54,6 +54,20 @@ fn sockname_value(fd: &OwnedFd) -> Option<Value> {
     ]))
 }
 
+/// The JSON frame of a `newconn` handoff, byte for byte what
+/// [`Reactor::send_cluster`] would encode for it.
+fn newconn_json(key: &str, seq: u64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(112 + key.len());
+    b.extend_from_slice(
+        br#"{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"cmd":"NODE_CLUSTER","act":"newconn","key":"#,
+    );
+    json::write_string(key, &mut b);
+    b.extend_from_slice(br#","seq":"#);
+    b.extend_from_slice(seq.to_string().as_bytes());
+    b.extend_from_slice(b"}}\n");
+    b
+}
+
 impl Reactor {
     /// One complete frame from a worker.
     pub(crate) fn on_frame(&mut self, id: u32, payload: Vec<u8>) {
@@ -474,8 +488,24 @@ impl Reactor {
     }
 
     fn send_newconn(&mut self, key: &str, worker: u32, conn: Rc<OwnedFd>) {
-        let msg = Value::object([("act", Value::from("newconn")), ("key", Value::from(key))]);
-        match self.send_cluster(worker, msg, Some((conn.clone(), "net.Native"))) {
+        let sent = match self.workers.get(&worker).map(|w| (w.ser, w.connected())) {
+            // The hot path of SCHED_RR: the frame is written directly
+            // rather than built as a value tree.
+            Some((Serialization::Json, true)) => {
+                let seq = self.next_seq();
+                let frame = Frame {
+                    bytes: newconn_json(key, seq),
+                    fd: Some(conn.clone()),
+                };
+                self.push_frame(worker, frame, false).then_some(seq)
+            }
+            _ => {
+                let msg =
+                    Value::object([("act", Value::from("newconn")), ("key", Value::from(key))]);
+                self.send_cluster(worker, msg, Some((conn.clone(), "net.Native")))
+            }
+        };
+        match sent {
             Some(seq) => {
                 self.servers.in_flight.insert(
                     seq,
@@ -537,5 +567,32 @@ impl Reactor {
         // Connections this worker never answered for are closed: it may have
         // taken them before leaving, and a second owner would be worse.
         self.servers.in_flight.retain(|_, c| c.worker != id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_newconn_frame_matches_the_generic_encoding() {
+        let key = "127.0.0.1:8000:4:undefined:0 \"quoted\"";
+        let generic = Value::object([
+            ("cmd", Value::from("NODE_HANDLE")),
+            ("type", Value::from("net.Native")),
+            (
+                "msg",
+                Value::object([
+                    ("cmd", Value::from("NODE_CLUSTER")),
+                    ("act", Value::from("newconn")),
+                    ("key", Value::from(key)),
+                    ("seq", Value::Number(42.0)),
+                ]),
+            ),
+        ]);
+        assert_eq!(
+            newconn_json(key, 42),
+            framing::encode_value(Serialization::Json, &generic)
+        );
     }
 }

@@ -138,7 +138,7 @@ impl Reactor {
             KIND_CHANNEL => {
                 let id = n as u32;
                 if r.readable || r.hangup {
-                    self.read_channel(id);
+                    self.read_channel(id, false);
                 }
                 if r.writable {
                     self.mark_dirty(id);
@@ -299,7 +299,11 @@ impl Reactor {
         }
     }
 
-    fn read_channel(&mut self, id: u32) {
+    /// Reads what the worker wrote. A short read usually means the socket is
+    /// drained, and level-triggered epoll reports anything that is not, so
+    /// the loop stops there and saves the EAGAIN round trip, unless `drain`
+    /// asks for everything now (the worker has exited).
+    fn read_channel(&mut self, id: u32, drain: bool) {
         let mut eof = false;
         loop {
             let Some(w) = self.workers.get_mut(&id) else {
@@ -318,6 +322,9 @@ impl Reactor {
                     w.decoder.push(&self.buf[..n]);
                     w.fds_in.extend(fds);
                     self.process_frames(id);
+                    if n < self.buf.len() && !drain {
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
@@ -434,7 +441,7 @@ impl Reactor {
         }
         // Everything the worker wrote before dying is already in the socket:
         // deliver it, then the disconnect, then the exit.
-        self.read_channel(id);
+        self.read_channel(id, true);
         self.close_channel(id);
         self.events.push(Event::Exit { id, status });
         self.forget_if_done(id);
