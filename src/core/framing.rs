@@ -183,7 +183,7 @@ impl FrameDecoder {
         let found = self
             .buf
             .get(from..)
-            .and_then(|rest| rest.iter().position(|&b| b == b'\n'));
+            .and_then(|rest| memchr::memchr(b'\n', rest));
         match found {
             Some(i) => {
                 let end = from + i;
@@ -290,21 +290,8 @@ pub fn may_be_internal(ser: Serialization, payload: &[u8]) -> bool {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    let Some((&first, rest)) = needle.split_first() else {
-        return true;
-    };
-    let mut from = 0;
-    while let Some(i) = haystack
-        .get(from..)
-        .and_then(|h| h.iter().position(|&b| b == first))
-    {
-        let at = from + i;
-        if haystack.get(at + 1..at + 1 + rest.len()) == Some(rest) {
-            return true;
-        }
-        from = at + 1;
-    }
-    false
+    // SIMD substring search: this runs over every user message.
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 #[cfg(test)]

@@ -645,22 +645,42 @@ fn prefer_even_on_tie(x: f64, exp: i32, digits: &mut Vec<u8>) {
 /// one go without one message's bytes bleeding into another's; it does not
 /// validate the grammar (the parse does that).
 pub fn is_self_contained(payload: &[u8]) -> bool {
+    // SIMD searches jump over everything but structural bytes; each of the
+    // three searches resumes only once the scan has passed its last hit, so
+    // every byte is looked at a bounded number of times.
+    let find = |group: usize, from: usize| -> usize {
+        let rest = &payload[from.min(payload.len())..];
+        let hit = match group {
+            0 => memchr::memchr3(b'"', b'[', b']', rest),
+            1 => memchr::memchr3(b'{', b'}', b',', rest),
+            _ => memchr::memchr(b':', rest),
+        };
+        hit.map_or(usize::MAX, |o| from + o)
+    };
+    let mut next = [find(0, 0), find(1, 0), find(2, 0)];
     let mut depth: usize = 0;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in payload {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
+    loop {
+        let at = next.iter().copied().min().unwrap_or(usize::MAX);
+        if at == usize::MAX {
+            break;
         }
-        match b {
-            b'"' => in_string = true,
+        let mut resume = at + 1;
+        match payload[at] {
+            b'"' => {
+                // To the closing quote, honouring backslash escapes.
+                let mut j = at + 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', payload.get(j..).unwrap_or_default()) {
+                        None => return false,
+                        Some(o) if payload[j + o] == b'\\' => j += o + 2,
+                        Some(o) => {
+                            j += o + 1;
+                            break;
+                        }
+                    }
+                }
+                resume = j;
+            }
             b'{' | b'[' => depth += 1,
             b'}' | b']' => {
                 if depth == 0 {
@@ -668,11 +688,17 @@ pub fn is_self_contained(payload: &[u8]) -> bool {
                 }
                 depth -= 1;
             }
-            b',' | b':' if depth == 0 => return false,
+            // ',' or ':' at the top level join or split values.
+            _ if depth == 0 => return false,
             _ => {}
         }
+        for (group, pos) in next.iter_mut().enumerate() {
+            if *pos < resume {
+                *pos = find(group, resume);
+            }
+        }
     }
-    depth == 0 && !in_string && !payload.is_empty()
+    depth == 0 && !payload.is_empty()
 }
 
 #[cfg(test)]
