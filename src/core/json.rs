@@ -645,6 +645,10 @@ fn prefer_even_on_tie(x: f64, exp: i32, digits: &mut Vec<u8>) {
 /// one go without one message's bytes bleeding into another's; it does not
 /// validate the grammar (the parse does that).
 pub fn is_self_contained(payload: &[u8]) -> bool {
+    // Small messages: a plain scan beats setting up the searches below.
+    if payload.len() < 512 {
+        return is_self_contained_small(payload);
+    }
     // SIMD searches jump over everything but structural bytes; each of the
     // three searches resumes only once the scan has passed its last hit, so
     // every byte is looked at a bounded number of times.
@@ -701,9 +705,56 @@ pub fn is_self_contained(payload: &[u8]) -> bool {
     depth == 0 && !payload.is_empty()
 }
 
+fn is_self_contained_small(payload: &[u8]) -> bool {
+    let mut depth: usize = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in payload {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth == 0 {
+                    return false;
+                }
+                depth -= 1;
+            }
+            b',' | b':' if depth == 0 => return false,
+            _ => {}
+        }
+    }
+    depth == 0 && !in_string && !payload.is_empty()
+}
+
 #[cfg(test)]
 mod self_contained_tests {
     use super::is_self_contained;
+
+    #[test]
+    fn the_small_and_large_scans_agree() {
+        let big_string = format!("{{\"s\":\"{}\\\"]\",\"n\":[1,2]}}", "x".repeat(600));
+        let samples: Vec<Vec<u8>> = vec![
+            big_string.clone().into_bytes(),
+            format!("[{}]", "1,".repeat(400) + "1").into_bytes(),
+            format!("[{}", "1,".repeat(400)).into_bytes(),
+            format!("{},2", big_string).into_bytes(),
+            format!("\"{}", "y".repeat(700)).into_bytes(),
+        ];
+        for s in samples {
+            assert!(s.len() >= 512);
+            assert_eq!(is_self_contained(&s), super::is_self_contained_small(&s));
+        }
+    }
 
     #[test]
     fn accepts_single_values_and_rejects_fragments() {
