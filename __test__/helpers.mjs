@@ -36,7 +36,9 @@ export function run(name, { impl = 'native', env = {}, args = [], timeout = 3000
       }
     });
     child.stderr.on('data', (d) => { stderr += d; });
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': workers share the pipes and may still be writing
+    // after the primary has gone.
+    child.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr, events, pid: child.pid });
     });

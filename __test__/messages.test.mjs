@@ -2,7 +2,7 @@
 // order, to ES module and CommonJS workers alike.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { run, primaryEvents } from './helpers.mjs';
+import { run, primaryEvents, workerEvents } from './helpers.mjs';
 
 test('an ESM worker receives every message sent in the fork handler, in order', async () => {
   const r = await run('esm_worker.mjs', { env: { WORKERS: '3' } });
@@ -25,4 +25,11 @@ test('the preload leaves the worker environment as the primary set it', async ()
   const s = await run('worker_env.mjs', { impl: 'stock', env: { NODE_OPTIONS: '--no-warnings' } });
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(primaryEvents(r), primaryEvents(s));
+});
+
+test('messages sent right before the primary exits are delivered, as with node:cluster', async () => {
+  const [native, stock] = await Promise.all([run('exit_send.mjs'), run('exit_send.mjs', { impl: 'stock' })]);
+  assert.equal(native.code, 0, native.stderr);
+  assert.deepEqual(workerEvents(native), workerEvents(stock));
+  assert.deepEqual(workerEvents(native), [['received', 100]]);
 });

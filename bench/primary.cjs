@@ -29,6 +29,13 @@ function emit(obj) {
 
 const t0 = performance.now();
 const cluster = cfg.impl === 'native' ? require(root) : cfg.impl === 'stock' ? require('node:cluster') : null;
+// Workers not yet exited: cluster.workers forgets a worker as soon as it is
+// asked to disconnect, and shutdown must still wait for its exit.
+const alive = new Set();
+if (cluster) {
+  cluster.on('fork', (w) => alive.add(w));
+  cluster.on('exit', (w) => alive.delete(w));
+}
 const requireMs = performance.now() - t0;
 
 function once(emitter, event, filter = () => true) {
@@ -63,7 +70,7 @@ function whenAll(event, n) {
 async function shutdown() {
   finishing = true;
   if (cluster) {
-    const workers = Object.values(cluster.workers);
+    const workers = [...alive];
     const timer = setTimeout(() => {
       for (const w of workers) w.process.kill('SIGKILL');
       process.exit(0);

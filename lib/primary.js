@@ -106,6 +106,15 @@ function ensureStarted() {
   started = true;
   native.start(onEvents);
   native.configure(schedulingPolicy === SCHED_RR ? 'rr' : 'none', NODE_MAJOR < 22);
+  // Node writes IPC messages synchronously when it can, so one sent right
+  // before exit usually arrives; ours wait on the I/O thread: let it finish.
+  process.on('exit', () => {
+    try {
+      native.flush(1000);
+    } catch {
+      // The I/O thread is gone or slow: nothing more can be delivered.
+    }
+  });
 }
 
 function stdioToArray(stdio, silent) {

@@ -354,6 +354,17 @@ pub fn kill(id: u32, signal: i32) -> Result<i32> {
     })
 }
 
+/// Called on process exit: lets the I/O thread write what is queued, so a
+/// `send()` right before `process.exit()` is delivered, as with Node.
+#[napi]
+pub fn flush(timeout_ms: u32) -> Result<()> {
+    with_primary(|s| {
+        s.primary
+            .flush(std::time::Duration::from_millis(timeout_ms.into()))
+            .map_err(core_err)
+    })
+}
+
 /// Closes a descriptor JavaScript received but could not use.
 #[napi]
 pub fn close_fd(fd: i32) {

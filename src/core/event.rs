@@ -37,6 +37,9 @@ pub enum Command {
         policy: Policy,
         key_with_index: bool,
     },
+    /// Write out everything queued so far, then answer (the process is
+    /// about to exit and queued frames would otherwise be lost).
+    Flush(crossbeam_channel::Sender<()>),
     Shutdown,
 }
 

@@ -111,6 +111,14 @@ impl Primary {
         Ok(Started { pid, pipes })
     }
 
+    /// Waits (at most `timeout`) until the I/O thread has written every
+    /// frame queued before this call, as far as the sockets take them.
+    pub fn flush(&self, timeout: std::time::Duration) -> Result<(), CoreError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.command(Command::Flush(tx))?;
+        rx.recv_timeout(timeout).map_err(|_| CoreError::Stopped)
+    }
+
     /// Signals a live worker. `ESRCH` once it has been reaped.
     pub fn kill(&self, id: u32, signal: i32) -> io::Result<()> {
         let pidfd = self

@@ -197,6 +197,10 @@ impl Reactor {
                 self.policy = policy;
                 self.key_with_index = key_with_index;
             }
+            Command::Flush(done) => {
+                self.flush_dirty();
+                let _ = done.send(());
+            }
             Command::Shutdown => self.shutdown = true,
         }
     }
