@@ -194,3 +194,99 @@ mod tests {
         assert_eq!(reader.join().expect("reader"), N);
     }
 }
+
+#[cfg(test)]
+mod peer_tests {
+    use super::*;
+    use crate::core::{scm, sys};
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    /// A primary whose worker 1 is the far end of a socketpair held by the
+    /// test, so the test can misbehave exactly as a broken peer would.
+    fn primary_with_fake_worker() -> (Primary, OwnedFd, crossbeam_channel::Receiver<Event>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let primary = Primary::start(move |batch| {
+            for ev in batch {
+                let _ = tx.send(ev);
+            }
+        })
+        .expect("start");
+        let (ours, theirs) = sys::socketpair().expect("socketpair");
+        // SAFETY: getpid cannot fail.
+        let pidfd = sys::pidfd_open(unsafe { libc::getpid() }).expect("pidfd");
+        primary
+            .command(Command::Adopt {
+                id: 1,
+                pid: 0,
+                pidfd,
+                channel: ours,
+                serialization: Serialization::Json,
+            })
+            .expect("adopt");
+        (primary, theirs, rx)
+    }
+
+    fn next(rx: &crossbeam_channel::Receiver<Event>) -> Event {
+        rx.recv_timeout(Duration::from_secs(5)).expect("an event")
+    }
+
+    #[test]
+    fn a_stray_descriptor_is_reported_and_closed() {
+        let (_primary, peer, rx) = primary_with_fake_worker();
+        let (stray, stray_peer) = sys::socketpair().expect("socketpair");
+        scm::send(peer.as_raw_fd(), b"\"plain\"\n", Some(stray.as_raw_fd())).expect("send");
+        drop(stray);
+        let mut codes = Vec::new();
+        for _ in 0..2 {
+            match next(&rx) {
+                Event::Error { code, .. } => codes.push(code),
+                Event::Messages { data, .. } => assert_eq!(data, b"[\"plain\""),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(codes, vec!["ERR_CLUSTER_STRAY_HANDLE"]);
+        // The primary's copy was closed: the other end sees end of stream.
+        let mut buf = [0u8; 1];
+        sys::set_nonblocking(stray_peer.as_raw_fd(), false).expect("blocking");
+        assert_eq!(
+            sys::read(stray_peer.as_raw_fd(), &mut buf).expect("read"),
+            0
+        );
+    }
+
+    #[test]
+    fn bad_input_is_reported_and_the_channel_keeps_working() {
+        let (_primary, peer, rx) = primary_with_fake_worker();
+        let lines: &[&[u8]] = &[
+            b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"noSuchAct\",\"seq\":1}\n",
+            b"{\"cmd\":\"NODE_CLUSTER\",oops}\n",
+            b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{}}\n",
+            b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"online\",\"seq\":2}\n",
+        ];
+        for l in lines {
+            scm::send(peer.as_raw_fd(), l, None).expect("send");
+        }
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            match next(&rx) {
+                Event::Error { code, .. } => seen.push(code.to_string()),
+                Event::Online { id } => seen.push(format!("online {id}")),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![
+                "ERR_CLUSTER_UNKNOWN_ACT",
+                "ERR_CLUSTER_BAD_MESSAGE",
+                "online 1"
+            ]
+        );
+        // A handle envelope without a descriptor is answered with a NACK.
+        sys::set_nonblocking(peer.as_raw_fd(), false).expect("blocking");
+        let mut buf = [0u8; 256];
+        let n = sys::read(peer.as_raw_fd(), &mut buf).expect("read");
+        assert_eq!(&buf[..n], b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n");
+    }
+}
