@@ -195,8 +195,8 @@ function createWorkerProcess(id, env) {
     stdio,
     serialization,
   });
-  if (result.pid == null) proc._spawnFailed(result.errno || 0);
-  else proc._started(result.pid, result.pipes, stdio);
+  if (result.errno != null || result.error != null) proc._spawnFailed(result.errno || 0);
+  else proc._started(result.pipes, stdio);
   return proc;
 }
 
@@ -233,7 +233,7 @@ cluster.fork = function fork(env) {
     cluster.emit('disconnect', worker);
   });
 
-  if (workerProcess.pid !== undefined) live.set(id, worker);
+  if (workerProcess._launching) live.set(id, worker);
   process.nextTick(emitForkNT, worker);
   cluster.workers[worker.id] = worker;
   return worker;
@@ -298,6 +298,10 @@ function onEvents(batch) {
         break;
       case 'error':
         proc._protocolError(errors.makeError(Error, ev.errorCode, ev.message));
+        break;
+      case 'spawnFailed':
+        live.delete(ev.id);
+        proc._launchFailed(ev.code);
         break;
       case 'warning':
         process.emitWarning(ev.message, ev.errorCode);

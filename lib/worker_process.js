@@ -38,7 +38,9 @@ class WorkerProcess extends EventEmitter {
     this.killed = false;
     this.spawnfile = spawnfile;
     this.spawnargs = spawnargs;
-    this.pid = undefined;
+    // The core forks on its I/O thread; `pid` waits for it only when read.
+    this._pid = undefined;
+    this._launching = false;
     this.stdin = null;
     this.stdout = null;
     this.stderr = null;
@@ -72,9 +74,19 @@ class WorkerProcess extends EventEmitter {
     return true;
   }
 
-  // Called once the core has started the process.
-  _started(pid, pipes, stdio) {
-    this.pid = pid;
+  // Waits for the I/O thread's fork on first read only.
+  get pid() {
+    if (this._launching) {
+      this._launching = false;
+      const r = native.pid(this._id);
+      if (r.pid != null) this._pid = r.pid;
+    }
+    return this._pid;
+  }
+
+  // Called once the core has been asked to start the process.
+  _started(pipes, stdio) {
+    this._launching = true;
     this.connected = true;
     this._channelOpen = true;
     // The channel itself lives on the I/O thread; it never keeps the event
@@ -99,6 +111,17 @@ class WorkerProcess extends EventEmitter {
     this.stdout = this.stdio[1] || null;
     this.stderr = this.stdio[2] || null;
     liveness.hold();
+  }
+
+  // The I/O thread could not start the process.
+  _launchFailed(errno) {
+    this._launching = false;
+    this.connected = false;
+    this.channel = null;
+    this._channelOpen = false;
+    this._exited = true;
+    if (this._refed) liveness.release();
+    this._spawnFailed(errno);
   }
 
   _spawnFailed(errno) {
@@ -205,7 +228,7 @@ class WorkerProcess extends EventEmitter {
   }
 
   unref() {
-    if (this._refed && !this._exited && this.pid !== undefined) {
+    if (this._refed && !this._exited && (this._launching || this._pid !== undefined)) {
       this._refed = false;
       liveness.release();
     }

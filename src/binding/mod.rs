@@ -130,6 +130,11 @@ fn to_raw(ev: Event) -> RawEvent {
             message: Some(message),
             ..RawEvent::new("error", id)
         },
+        Event::SpawnFailed { id, errno, message } => RawEvent {
+            code: Some(errno),
+            message: Some(message),
+            ..RawEvent::new("spawnFailed", id)
+        },
         Event::Warning { id, code, message } => RawEvent {
             error_code: Some(code.to_string()),
             message: Some(message),
@@ -247,6 +252,8 @@ fn slot(s: &str) -> Result<StdioSlot> {
     })
 }
 
+/// Lays out the worker's descriptors and has the I/O thread start it: the
+/// call returns without waiting for the fork (see [`pid`]).
 #[napi]
 pub fn spawn(opts: SpawnOptions) -> Result<SpawnResult> {
     let serialization = Serialization::parse(&opts.serialization).ok_or_else(|| {
@@ -272,13 +279,12 @@ pub fn spawn(opts: SpawnOptions) -> Result<SpawnResult> {
         gid: opts.gid,
         stdio: opts.stdio.iter().map(|s| slot(s)).collect::<Result<_>>()?,
     };
-    with_primary(|s| match s.primary.spawn(opts.id, &spec, serialization) {
-        Ok(started) => Ok(SpawnResult {
-            pid: Some(started.pid),
+    with_primary(|s| match s.primary.launch(opts.id, spec, serialization) {
+        Ok(pipes) => Ok(SpawnResult {
+            pid: None,
             errno: None,
             error: None,
-            pipes: started
-                .pipes
+            pipes: pipes
                 .into_iter()
                 .map(|p| p.map(IntoRawFd::into_raw_fd))
                 .collect(),
@@ -290,6 +296,21 @@ pub fn spawn(opts: SpawnOptions) -> Result<SpawnResult> {
             pipes: Vec::new(),
         }),
         Err(e) => Err(core_err(e)),
+    })
+}
+
+/// The pid of a launched worker (waiting for the fork if needed), or the
+/// spawn errno; both absent if the I/O thread did not answer in time.
+#[napi]
+pub fn pid(id: u32) -> Result<SpawnResult> {
+    with_primary(|s| {
+        let outcome = s.primary.pid(id, std::time::Duration::from_secs(30));
+        Ok(SpawnResult {
+            pid: outcome.and_then(|o| o.ok()),
+            errno: outcome.and_then(|o| o.err()),
+            error: None,
+            pipes: Vec::new(),
+        })
     })
 }
 

@@ -3,6 +3,7 @@
 
 use crate::core::balance::Policy;
 use crate::core::framing::Serialization;
+use crate::core::spawn::{ChildEnds, SpawnSpec};
 use crate::core::sys::ExitStatus;
 use std::os::fd::OwnedFd;
 
@@ -14,6 +15,15 @@ pub enum Command {
         pid: i32,
         pidfd: OwnedFd,
         channel: OwnedFd,
+        serialization: Serialization,
+    },
+    /// Fork and exec a worker whose descriptors are already laid out, then
+    /// adopt it. Done here so that `fork()` in JavaScript does not wait.
+    Launch {
+        id: u32,
+        spec: Box<SpawnSpec>,
+        channel: OwnedFd,
+        child: ChildEnds,
         serialization: Serialization,
     },
     /// A complete frame from JavaScript, optionally carrying a descriptor
@@ -96,6 +106,12 @@ pub enum Event {
     Error {
         id: u32,
         code: &'static str,
+        message: String,
+    },
+    /// The worker could not be started (`errno` is positive).
+    SpawnFailed {
+        id: u32,
+        errno: i32,
         message: String,
     },
     Warning {

@@ -4,8 +4,8 @@
 
 use crate::core::event::{Command, Event};
 use crate::core::framing::Serialization;
-use crate::core::reactor::{PidFds, Reactor};
-use crate::core::spawn::{self, SpawnError, SpawnSpec, Spawned};
+use crate::core::reactor::{Launches, PidFds, Reactor};
+use crate::core::spawn::{self, Prepared, SpawnError, SpawnSpec, Spawned};
 use crate::core::waker::Waker;
 use crossbeam_channel::Sender;
 use std::io;
@@ -43,6 +43,7 @@ pub struct Primary {
     tx: Sender<Command>,
     waker: Arc<Waker>,
     pidfds: PidFds,
+    launches: Launches,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -58,13 +59,14 @@ impl Primary {
         let (tx, rx) = crossbeam_channel::unbounded();
         let waker = Arc::new(Waker::new()?);
         let pidfds = PidFds::default();
+        let launches = Launches::default();
         // The reactor holds non-Send state (shared descriptors), so it is
         // built on its own thread; startup errors come back over `ready`.
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<()>>(1);
-        let (w, p) = (waker.clone(), pidfds.clone());
+        let (w, p, l) = (waker.clone(), pidfds.clone(), launches.clone());
         let thread = std::thread::Builder::new()
             .name("native-cluster-io".into())
-            .spawn(move || match Reactor::new(w, rx, Box::new(sink), p) {
+            .spawn(move || match Reactor::new(w, rx, Box::new(sink), p, l) {
                 Ok(reactor) => {
                     let _ = ready_tx.send(Ok(()));
                     reactor.run();
@@ -78,6 +80,7 @@ impl Primary {
             tx,
             waker,
             pidfds,
+            launches,
             thread: Some(thread),
         })
     }
@@ -117,6 +120,41 @@ impl Primary {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.command(Command::Flush(tx))?;
         rx.recv_timeout(timeout).map_err(|_| CoreError::Stopped)
+    }
+
+    /// Lays out a worker's descriptors here and has the I/O thread fork it:
+    /// returns the parent's pipe ends at once; [`Self::pid`] waits for the
+    /// outcome, and a failure also arrives as `Event::SpawnFailed`.
+    pub fn launch(
+        &self,
+        id: u32,
+        spec: SpawnSpec,
+        serialization: Serialization,
+    ) -> Result<Vec<Option<OwnedFd>>, CoreError> {
+        let Prepared {
+            channel,
+            pipes,
+            child,
+        } = spawn::prepare(&spec).map_err(CoreError::Spawn)?;
+        self.command(Command::Launch {
+            id,
+            spec: Box::new(spec),
+            channel,
+            child,
+            serialization,
+        })?;
+        Ok(pipes)
+    }
+
+    /// The pid of a launched worker, or its spawn errno; waits (at most
+    /// `timeout`) for the I/O thread to have forked it. Answers once.
+    pub fn pid(&self, id: u32, timeout: std::time::Duration) -> Option<Result<i32, i32>> {
+        let (map, ready) = &*self.launches;
+        let guard = map.lock().ok()?;
+        let (mut guard, _) = ready
+            .wait_timeout_while(guard, timeout, |m| !m.contains_key(&id))
+            .ok()?;
+        guard.remove(&id)
     }
 
     /// Signals a live worker. `ESRCH` once it has been reaped.

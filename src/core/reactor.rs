@@ -9,13 +9,13 @@ use crate::core::outbox::{AckOutcome, Frame, Outbox};
 use crate::core::poller::{Poller, Ready, READ, WRITE};
 use crate::core::servers::Servers;
 use crate::core::waker::Waker;
-use crate::core::{scm, sys};
+use crate::core::{scm, spawn, sys};
 use crossbeam_channel::Receiver;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 const KIND_WAKER: u64 = 1;
 const KIND_CHANNEL: u64 = 2;
@@ -36,6 +36,10 @@ pub type Sink = Box<dyn FnMut(Vec<Event>) + Send>;
 /// Exit-notification descriptors, shared with the JavaScript thread so it can
 /// signal a worker without racing the reaper.
 pub type PidFds = Arc<Mutex<HashMap<u32, Arc<OwnedFd>>>>;
+
+/// How each launch ended (pid, or errno), until the JavaScript thread has
+/// asked; the condvar wakes a thread waiting for a pid.
+pub type Launches = Arc<(Mutex<HashMap<u32, Result<i32, i32>>>, Condvar)>;
 
 pub struct WorkerConn {
     pub pid: i32,
@@ -64,6 +68,7 @@ pub struct Reactor {
     commands: Receiver<Command>,
     sink: Sink,
     pidfds: PidFds,
+    launches: Launches,
     pub workers: HashMap<u32, WorkerConn>,
     pub servers: Servers,
     pub events: Vec<Event>,
@@ -81,6 +86,7 @@ impl Reactor {
         commands: Receiver<Command>,
         sink: Sink,
         pidfds: PidFds,
+        launches: Launches,
     ) -> io::Result<Reactor> {
         let poller = Poller::new()?;
         poller.add(waker.as_raw_fd(), READ, token(KIND_WAKER, 0))?;
@@ -90,6 +96,7 @@ impl Reactor {
             commands,
             sink,
             pidfds,
+            launches,
             workers: HashMap::new(),
             servers: Servers::default(),
             events: Vec::new(),
@@ -159,6 +166,34 @@ impl Reactor {
                 channel,
                 serialization,
             } => self.adopt(id, pid, pidfd, channel, serialization),
+            Command::Launch {
+                id,
+                spec,
+                channel,
+                child,
+                serialization,
+            } => {
+                let outcome = match spawn::launch(&spec, child) {
+                    Ok(l) => {
+                        self.adopt(id, l.pid, l.pidfd, channel, serialization);
+                        Ok(l.pid)
+                    }
+                    Err(e) => {
+                        let errno = e.errno().unwrap_or(libc::EINVAL);
+                        self.events.push(Event::SpawnFailed {
+                            id,
+                            errno,
+                            message: e.to_string(),
+                        });
+                        Err(errno)
+                    }
+                };
+                let (map, ready) = &*self.launches;
+                if let Ok(mut m) = map.lock() {
+                    m.insert(id, outcome);
+                }
+                ready.notify_all();
+            }
             Command::Send { id, frame, fd } => {
                 if let Some(w) = self.workers.get_mut(&id) {
                     if w.channel.is_some() {

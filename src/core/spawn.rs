@@ -83,7 +83,34 @@ impl SpawnError {
     }
 }
 
-pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
+/// The child's side of its stdio, made ready before the child exists: kept
+/// open until it has been forked, then closed in the parent.
+#[derive(Debug)]
+pub struct ChildEnds {
+    keep: Vec<OwnedFd>,
+    /// (slot in the child, descriptor in the parent)
+    moves: Vec<(RawFd, RawFd)>,
+}
+
+/// Descriptors laid out for a child before it exists: the parent's ends
+/// (channel, pipes) and the child's.
+#[derive(Debug)]
+pub struct Prepared {
+    pub channel: OwnedFd,
+    /// Per stdio slot: the parent's end for `Pipe` slots.
+    pub pipes: Vec<Option<OwnedFd>>,
+    pub child: ChildEnds,
+}
+
+/// A started process.
+#[derive(Debug)]
+pub struct Launched {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+}
+
+/// Creates the channel, pipes and other stdio descriptors for `spec`.
+pub fn prepare(spec: &SpawnSpec) -> Result<Prepared, SpawnError> {
     let ipc_slots = spec.stdio.iter().filter(|s| **s == StdioSlot::Ipc).count();
     if ipc_slots != 1 {
         return Err(SpawnError::Invalid(format!(
@@ -92,9 +119,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
     }
     let mut channel = None;
     let mut pipes: Vec<Option<OwnedFd>> = Vec::with_capacity(spec.stdio.len());
-    // Child-side descriptors, open until the child has exec'd.
     let mut keep: Vec<OwnedFd> = Vec::new();
-    // (slot in the child, descriptor in the parent)
     let mut moves: Vec<(RawFd, RawFd)> = Vec::new();
     for (slot, kind) in spec.stdio.iter().enumerate() {
         let slot = slot as RawFd;
@@ -129,16 +154,37 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         keep.push(child_end);
     }
     let channel = channel.ok_or_else(|| SpawnError::Invalid("no ipc slot".into()))?;
+    Ok(Prepared {
+        channel,
+        pipes,
+        child: ChildEnds { keep, moves },
+    })
+}
+
+/// Forks and execs the child with its prepared descriptors, which are
+/// closed in the parent afterwards.
+pub fn launch(spec: &SpawnSpec, child: ChildEnds) -> Result<Launched, SpawnError> {
     let pid = if spec.uid.is_some() || spec.gid.is_some() {
-        // posix_spawn cannot change credentials.
-        spawn_forked(spec, &moves)?
+        // The fast path does not change credentials.
+        spawn_forked(spec, &child.moves)?
     } else {
-        spawn_fast(spec, &moves)?
+        spawn_fast(spec, &child.moves)?
     };
-    drop(keep);
+    drop(child.keep);
     // The child is never reaped by anyone but us (libuv waits only for its own
     // pids), so the pid cannot be recycled before the pidfd is open.
     let pidfd = sys::pidfd_open(pid)?;
+    Ok(Launched { pid, pidfd })
+}
+
+/// [`prepare`] and [`launch`] in one go.
+pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
+    let Prepared {
+        channel,
+        pipes,
+        child,
+    } = prepare(spec)?;
+    let Launched { pid, pidfd } = launch(spec, child)?;
     Ok(Spawned {
         pid,
         pidfd,
