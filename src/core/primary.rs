@@ -5,7 +5,7 @@
 use crate::core::event::{Command, Event};
 use crate::core::framing::Serialization;
 use crate::core::reactor::{Launches, PidFds, Reactor};
-use crate::core::spawn::{self, Prepared, SpawnError, SpawnSpec, Spawned};
+use crate::core::spawn::{self, Prepared, SpawnError, SpawnSpec};
 use crate::core::waker::Waker;
 use crossbeam_channel::Sender;
 use std::io;
@@ -47,13 +47,6 @@ pub struct Primary {
     thread: Option<JoinHandle<()>>,
 }
 
-/// The parent's view of a new worker.
-pub struct Started {
-    pub pid: i32,
-    /// Parent ends of `Pipe` stdio slots, by slot.
-    pub pipes: Vec<Option<OwnedFd>>,
-}
-
 impl Primary {
     pub fn start(sink: impl FnMut(Vec<Event>) + Send + 'static) -> Result<Primary, CoreError> {
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -89,29 +82,6 @@ impl Primary {
         self.tx.send(cmd).map_err(|_| CoreError::Stopped)?;
         self.waker.wake()?;
         Ok(())
-    }
-
-    /// Spawns a worker and hands its channel to the I/O thread.
-    pub fn spawn(
-        &self,
-        id: u32,
-        spec: &SpawnSpec,
-        serialization: Serialization,
-    ) -> Result<Started, CoreError> {
-        let Spawned {
-            pid,
-            pidfd,
-            channel,
-            pipes,
-        } = spawn::spawn(spec).map_err(CoreError::Spawn)?;
-        self.command(Command::Adopt {
-            id,
-            pid,
-            pidfd,
-            channel,
-            serialization,
-        })?;
-        Ok(Started { pid, pipes })
     }
 
     /// Waits (at most `timeout`) until the I/O thread has written every
