@@ -153,59 +153,6 @@ impl Drop for Primary {
 mod tests {
     use super::*;
     use crate::core::framing::FrameDecoder;
-    use crate::core::sys;
-    use std::os::fd::AsRawFd;
-
-    /// Many frames queued from another thread in a burst all reach the
-    /// worker end, in order.
-    #[test]
-    fn a_burst_of_sends_arrives_complete_and_in_order() {
-        let primary = Primary::start(|_| {}).expect("start");
-        let (ours, theirs) = sys::socketpair().expect("socketpair");
-        // SAFETY: getpid cannot fail.
-        let pidfd = sys::pidfd_open(unsafe { libc::getpid() }).expect("pidfd");
-        primary
-            .command(Command::Adopt {
-                id: 1,
-                pid: 0,
-                pidfd,
-                channel: ours,
-                serialization: Serialization::Json,
-            })
-            .expect("adopt");
-        const N: usize = 200_000;
-        let reader = std::thread::spawn(move || {
-            let mut dec = FrameDecoder::new(Serialization::Json);
-            let mut buf = vec![0u8; 65536];
-            let mut seen = 0usize;
-            while seen < N {
-                let n = sys::read(theirs.as_raw_fd(), &mut buf).expect("read");
-                assert!(n > 0, "channel closed after {seen} frames");
-                dec.push(&buf[..n]);
-                while let Some(frame) = dec.next_frame().expect("frame") {
-                    assert_eq!(frame, seen.to_string().into_bytes());
-                    seen += 1;
-                }
-            }
-            seen
-        });
-        for i in 0..N {
-            let frame = format!("{i}\n").into_bytes();
-            primary
-                .command(Command::Send {
-                    id: 1,
-                    frame,
-                    fd: None,
-                })
-                .expect("send");
-        }
-        assert_eq!(reader.join().expect("reader"), N);
-    }
-}
-
-#[cfg(test)]
-mod peer_tests {
-    use super::*;
     use crate::core::{scm, sys};
     use std::os::fd::AsRawFd;
     use std::time::Duration;
@@ -233,6 +180,40 @@ mod peer_tests {
             })
             .expect("adopt");
         (primary, theirs, rx)
+    }
+
+    /// Many frames queued from another thread in a burst all reach the
+    /// worker end, in order.
+    #[test]
+    fn a_burst_of_sends_arrives_complete_and_in_order() {
+        let (primary, theirs, _events) = primary_with_fake_worker();
+        const N: usize = 200_000;
+        let reader = std::thread::spawn(move || {
+            let mut dec = FrameDecoder::new(Serialization::Json);
+            let mut buf = vec![0u8; 65536];
+            let mut seen = 0usize;
+            while seen < N {
+                let n = sys::read(theirs.as_raw_fd(), &mut buf).expect("read");
+                assert!(n > 0, "channel closed after {seen} frames");
+                dec.push(&buf[..n]);
+                while let Some(frame) = dec.next_frame().expect("frame") {
+                    assert_eq!(frame, seen.to_string().into_bytes());
+                    seen += 1;
+                }
+            }
+            seen
+        });
+        for i in 0..N {
+            let frame = format!("{i}\n").into_bytes();
+            primary
+                .command(Command::Send {
+                    id: 1,
+                    frame,
+                    fd: None,
+                })
+                .expect("send");
+        }
+        assert_eq!(reader.join().expect("reader"), N);
     }
 
     fn next(rx: &crossbeam_channel::Receiver<Event>) -> Event {
