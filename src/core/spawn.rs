@@ -39,16 +39,6 @@ pub struct SpawnSpec {
     pub stdio: Vec<StdioSlot>,
 }
 
-/// A started child and the parent's ends of its channel and pipes.
-#[derive(Debug)]
-pub struct Spawned {
-    pub pid: i32,
-    pub pidfd: OwnedFd,
-    pub channel: OwnedFd,
-    /// Per stdio slot: the parent's end for `Pipe` slots.
-    pub pipes: Vec<Option<OwnedFd>>,
-}
-
 #[derive(Debug)]
 pub enum SpawnError {
     /// The spec itself is unusable (no IPC slot, two IPC slots...).
@@ -175,22 +165,6 @@ pub fn launch(spec: &SpawnSpec, child: ChildEnds) -> Result<Launched, SpawnError
     // pids), so the pid cannot be recycled before the pidfd is open.
     let pidfd = sys::pidfd_open(pid)?;
     Ok(Launched { pid, pidfd })
-}
-
-/// [`prepare`] and [`launch`] in one go.
-pub fn spawn(spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
-    let Prepared {
-        channel,
-        pipes,
-        child,
-    } = prepare(spec)?;
-    let Launched { pid, pidfd } = launch(spec, child)?;
-    Ok(Spawned {
-        pid,
-        pidfd,
-        channel,
-        pipes,
-    })
 }
 
 fn cstring(s: &[u8]) -> Result<CString, SpawnError> {
@@ -360,8 +334,9 @@ mod tests {
                 StdioSlot::Ipc,
             ],
         );
-        let mut child = spawn(&s).expect("spawn");
-        assert_eq!(wait(child.pid), sys::ExitStatus::Code(0));
+        let mut child = prepare(&s).expect("prepare");
+        let launched = launch(&s, child.child).expect("launch");
+        assert_eq!(wait(launched.pid), sys::ExitStatus::Code(0));
         let mut out = String::new();
         let stdout = child.pipes[1].take().expect("stdout pipe");
         File::from(stdout).read_to_string(&mut out).expect("read");
@@ -386,13 +361,14 @@ mod tests {
             ],
         );
         s.cwd = Some("/no/such/dir".into());
-        let err = spawn(&s).expect_err("must fail");
+        let prepared = prepare(&s).expect("prepare");
+        let err = launch(&s, prepared.child).expect_err("must fail");
         assert_eq!(err.errno(), Some(libc::ENOENT));
     }
 
     #[test]
     fn exactly_one_ipc_slot() {
         let s = spec("true", vec![StdioSlot::Ignore]);
-        assert!(matches!(spawn(&s), Err(SpawnError::Invalid(_))));
+        assert!(matches!(prepare(&s), Err(SpawnError::Invalid(_))));
     }
 }
