@@ -9,6 +9,7 @@ const native = require('./native.js');
 const Worker = require('./worker.js');
 const WorkerProcess = require('./worker_process.js');
 const errors = require('./errors.js');
+const { listenForWorkers } = require('./round_robin_listen.js');
 
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
@@ -257,6 +258,10 @@ cluster.disconnect = function disconnect(cb) {
 
 function onEvents(batch) {
   for (const ev of batch) {
+    if (ev.kind === 'listen') {
+      listenForWorkers(ev.id, ev.info);
+      continue;
+    }
     const worker = live.get(ev.id);
     if (worker === undefined) {
       if (ev.fd != null) native.closeFd(ev.fd);

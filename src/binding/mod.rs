@@ -140,6 +140,10 @@ fn to_raw(ev: Event) -> RawEvent {
             message: Some(message),
             ..RawEvent::new("warning", id)
         },
+        Event::Listen { bind, options } => RawEvent {
+            info: Some(options),
+            ..RawEvent::new("listen", bind)
+        },
     }
 }
 
@@ -382,6 +386,23 @@ pub fn flush(timeout_ms: u32) -> Result<()> {
     with_primary(|s| {
         s.primary
             .flush(std::time::Duration::from_millis(timeout_ms.into()))
+            .map_err(core_err)
+    })
+}
+
+/// Answers a `listen` event: `fd` is the listening socket (copied here; the
+/// caller closes its own), or `fd` < 0 and `errno` is Node's negative errno.
+#[napi]
+pub fn listened(bind: u32, fd: i32, errno: i32) -> Result<()> {
+    let result = if fd >= 0 {
+        crate::core::sys::dup_cloexec(fd)
+            .map_err(|e| -(e.raw_os_error().unwrap_or(libc::EBADF) as i64))
+    } else {
+        Err(errno.into())
+    };
+    with_primary(|s| {
+        s.primary
+            .command(Command::Listened { bind, result })
             .map_err(core_err)
     })
 }

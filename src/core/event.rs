@@ -47,6 +47,12 @@ pub enum Command {
         policy: Policy,
         key_with_index: bool,
     },
+    /// JavaScript listened for [`Event::Listen`] `bind`: the listening
+    /// socket (a copy, ours to keep) or Node's negative errno.
+    Listened {
+        bind: u32,
+        result: Result<OwnedFd, i64>,
+    },
     /// Write out everything queued so far, then answer (the process is
     /// about to exit and queued frames would otherwise be lost).
     Flush(crossbeam_channel::Sender<()>),
@@ -118,6 +124,13 @@ pub enum Event {
         id: u32,
         code: &'static str,
         message: String,
+    },
+    /// Workers asked for a new round-robin TCP server: JavaScript listens
+    /// with `net.Server#listen(options)` (JSON text) and answers with
+    /// [`Command::Listened`].
+    Listen {
+        bind: u32,
+        options: String,
     },
 }
 

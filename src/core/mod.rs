@@ -5,6 +5,7 @@
 pub mod balance;
 pub mod event;
 pub mod framing;
+pub mod js_listen;
 pub mod json;
 pub mod listen;
 pub mod outbox;

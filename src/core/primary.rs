@@ -278,4 +278,96 @@ mod tests {
         let n = sys::read(peer.as_raw_fd(), &mut buf).expect("read");
         assert_eq!(&buf[..n], b"{\"cmd\":\"NODE_HANDLE_NACK\"}\n");
     }
+
+    /// Reads frames from the fake worker's end until one satisfies `pick`;
+    /// returns it with the descriptors that came along.
+    fn read_frame_until(
+        peer: &OwnedFd,
+        dec: &mut FrameDecoder,
+        fds: &mut Vec<OwnedFd>,
+        pick: impl Fn(&str) -> bool,
+    ) -> String {
+        sys::set_nonblocking(peer.as_raw_fd(), false).expect("blocking");
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(frame) = dec.next_frame().expect("frame") {
+                let text = String::from_utf8(frame).expect("utf-8");
+                if pick(&text) {
+                    return text;
+                }
+            }
+            let n = scm::recv(peer.as_raw_fd(), &mut buf, fds).expect("recv");
+            assert!(n > 0, "channel closed");
+            dec.push(&buf[..n]);
+        }
+    }
+
+    const QUERY: &[u8] = b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"seq\":7,\"address\":\"127.0.0.1\",\"port\":0,\"addressType\":4,\"fd\":-1,\"flags\":0,\"backlog\":127,\"index\":0}\n";
+
+    fn expect_listen(rx: &crossbeam_channel::Receiver<Event>) -> (u32, String) {
+        match next(rx) {
+            Event::Listen { bind, options } => (bind, options),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// A new round-robin TCP server is listened on by JavaScript; the core
+    /// answers the worker with the socket's address and hands it accepted
+    /// connections from its own thread.
+    #[test]
+    fn round_robin_listen_waits_for_javascript_then_accepts_natively() {
+        let (primary, peer, rx) = primary_with_fake_worker();
+        scm::send(peer.as_raw_fd(), QUERY, None).expect("send");
+        let (bind, options) = expect_listen(&rx);
+        assert_eq!(
+            options,
+            r#"{"port":0,"host":"127.0.0.1","ipv6Only":false,"backlog":127}"#
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        primary
+            .command(Command::Listened {
+                bind,
+                result: Ok(OwnedFd::from(listener)),
+            })
+            .expect("listened");
+        let mut dec = FrameDecoder::new(Serialization::Json);
+        let mut fds = Vec::new();
+        let reply = read_frame_until(&peer, &mut dec, &mut fds, |t| t.contains("\"ack\":7"));
+        assert!(reply.contains("\"errno\":null"), "{reply}");
+        assert!(
+            reply.contains(&format!(
+                "\"sockname\":{{\"address\":\"127.0.0.1\",\"family\":\"IPv4\",\"port\":{port}}}"
+            )),
+            "{reply}"
+        );
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let newconn = read_frame_until(&peer, &mut dec, &mut fds, |t| t.contains("newconn"));
+        assert!(newconn.contains("\"cmd\":\"NODE_HANDLE\""), "{newconn}");
+        assert_eq!(fds.len(), 1, "the connection travels with the handoff");
+    }
+
+    /// A listen that failed in JavaScript reaches the worker as its errno,
+    /// and the key is free again for the next query.
+    #[test]
+    fn round_robin_listen_failure_is_the_workers_errno_and_is_forgotten() {
+        let (primary, peer, rx) = primary_with_fake_worker();
+        scm::send(peer.as_raw_fd(), QUERY, None).expect("send");
+        let (bind, _) = expect_listen(&rx);
+        primary
+            .command(Command::Listened {
+                bind,
+                result: Err(-98),
+            })
+            .expect("listened");
+        let mut dec = FrameDecoder::new(Serialization::Json);
+        let mut fds = Vec::new();
+        let reply = read_frame_until(&peer, &mut dec, &mut fds, |t| t.contains("\"ack\":7"));
+        assert!(reply.contains("\"errno\":-98"), "{reply}");
+        assert!(fds.is_empty());
+        scm::send(peer.as_raw_fd(), QUERY, None).expect("send");
+        let (again, _) = expect_listen(&rx);
+        assert_ne!(again, bind);
+    }
 }

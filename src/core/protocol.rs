@@ -40,7 +40,7 @@ fn js_string(v: Option<&Value>) -> String {
     }
 }
 
-fn neg_errno(e: &io::Error) -> i64 {
+pub(crate) fn neg_errno(e: &io::Error) -> i64 {
     -(e.raw_os_error().unwrap_or(libc::EINVAL) as i64)
 }
 
@@ -271,6 +271,22 @@ impl Reactor {
         // which replaces the old one in the registry only if it binds.
         let replaces =
             !self.key_with_index && self.servers.by_key.get(&key).is_some_and(|e| e.has(id));
+        let new_server = replaces || !self.servers.by_key.contains_key(&key);
+        if new_server && self.listens_in_js(msg) {
+            return self.start_js_listen(id, key, msg, replaces);
+        }
+        if let Some(Entry {
+            server: Server::Binding(b),
+            data,
+            ..
+        }) = self.servers.by_key.get_mut(&key)
+        {
+            if !data.truthy() {
+                *data = msg.get("data").cloned().unwrap_or(Value::Undefined);
+            }
+            b.waiters.push((id, msg.clone()));
+            return;
+        }
         if replaces {
             let entry = self.create_server(&key, msg);
             let failed = entry.errno() != 0;
@@ -299,7 +315,13 @@ impl Reactor {
 
     /// Adds the worker to a server and sends the `queryServer` reply;
     /// returns the bind errno.
-    fn reply_query(&mut self, id: u32, key: &str, msg: &Value, entry: &mut Entry) -> i64 {
+    pub(crate) fn reply_query(
+        &mut self,
+        id: u32,
+        key: &str,
+        msg: &Value,
+        entry: &mut Entry,
+    ) -> i64 {
         if !entry.data.truthy() {
             entry.data = msg.get("data").cloned().unwrap_or(Value::Undefined);
         }
@@ -319,6 +341,9 @@ impl Reactor {
                 self.send_cluster(id, Value::Object(reply), None);
                 0
             }
+            // Never answered from here: its waiters are answered once it
+            // listens.
+            Server::Binding(_) => 0,
             Server::Shared(s) => {
                 if !s.workers.contains(&id) {
                     s.workers.push(id);
@@ -430,40 +455,44 @@ impl Reactor {
             }
             Ok(l)
         });
-        match listening {
-            Ok(listener) => {
-                let listener_id = self.servers.next_listener;
-                self.servers.next_listener += 1;
-                let sockname = if is_pipe {
-                    None
-                } else {
-                    sockname_value(&listener)
-                };
-                if let Err(e) =
-                    self.poller()
-                        .add(listener.as_raw_fd(), READ, listener_token(listener_id))
-                {
-                    return Self::failed_rr(neg_errno(&e));
-                }
-                self.servers.listeners.insert(listener_id, key.to_string());
-                Entry {
-                    server: Server::RoundRobin(RoundRobinServer {
-                        listener,
-                        listener_id,
-                        rr: RoundRobin::default(),
-                        sockname,
-                    }),
-                    data,
-                    socket_path: if is_pipe { address.clone() } else { None },
-                }
-            }
+        match listening.and_then(|l| self.round_robin_server(key, l, is_pipe)) {
+            Ok(server) => Entry {
+                server,
+                data,
+                socket_path: if is_pipe { address.clone() } else { None },
+            },
             Err(e) => Self::failed_rr(neg_errno(&e)),
         }
     }
 
+    /// Starts accepting on a listening socket for the server under `key`.
+    pub(crate) fn round_robin_server(
+        &mut self,
+        key: &str,
+        listener: OwnedFd,
+        is_pipe: bool,
+    ) -> io::Result<Server> {
+        let listener_id = self.servers.next_listener;
+        self.servers.next_listener += 1;
+        let sockname = if is_pipe {
+            None
+        } else {
+            sockname_value(&listener)
+        };
+        self.poller()
+            .add(listener.as_raw_fd(), READ, listener_token(listener_id))?;
+        self.servers.listeners.insert(listener_id, key.to_string());
+        Ok(Server::RoundRobin(RoundRobinServer {
+            listener,
+            listener_id,
+            rr: RoundRobin::default(),
+            sockname,
+        }))
+    }
+
     /// A round-robin server whose bind failed answers like a shared one with
     /// an errno and no handle, which is what the worker sees from Node.
-    fn failed_rr(errno: i64) -> Entry {
+    pub(crate) fn failed_rr(errno: i64) -> Entry {
         Entry {
             server: Server::Shared(SharedServer {
                 handle: None,
@@ -477,7 +506,7 @@ impl Reactor {
     }
 
     /// Gives `worker` its next queued connection, if any.
-    fn handoff(&mut self, key: &str, worker: u32) {
+    pub(crate) fn handoff(&mut self, key: &str, worker: u32) {
         let conn = match self.servers.by_key.get_mut(key).map(|e| &mut e.server) {
             Some(Server::RoundRobin(s)) => s.rr.handoff(worker),
             _ => None,

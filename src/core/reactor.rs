@@ -232,6 +232,7 @@ impl Reactor {
                 self.policy = policy;
                 self.key_with_index = key_with_index;
             }
+            Command::Listened { bind, result } => self.on_listened(bind, result),
             Command::Flush(done) => {
                 self.flush_dirty();
                 let _ = done.send(());

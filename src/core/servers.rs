@@ -1,6 +1,7 @@
 //! The registry of servers shared with workers, keyed the way Node's primary
-//! keys them, and the two kinds of server: round-robin (the primary listens
-//! and accepts) and shared (the primary only binds and sends the socket).
+//! keys them, and the kinds of server: round-robin (the primary listens and
+//! accepts), shared (the primary only binds and sends the socket), and a
+//! round-robin server whose socket the primary's JavaScript is still creating.
 
 use crate::core::balance::round_robin::RoundRobin;
 use crate::core::value::Value;
@@ -11,6 +12,15 @@ use std::rc::Rc;
 pub enum Server {
     RoundRobin(RoundRobinServer),
     Shared(SharedServer),
+    Binding(BindingServer),
+}
+
+/// A round-robin TCP server being listened on by the primary's JavaScript;
+/// the queries of the workers that asked for it wait here, in order.
+pub struct BindingServer {
+    pub bind_id: u32,
+    /// Worker id and its `queryServer` message.
+    pub waiters: Vec<(u32, Value)>,
 }
 
 pub struct RoundRobinServer {
@@ -65,6 +75,10 @@ pub struct Servers {
     /// Servers replaced under their key (Node 22+ re-listen) that workers
     /// still hold.
     pub orphans: Vec<(String, Entry)>,
+    /// Node 22+: new servers for a key a worker already holds, still being
+    /// listened on; they replace the registered one once listening.
+    pub replacing: HashMap<u32, (String, Entry)>,
+    pub next_bind: u32,
 }
 
 impl Entry {
@@ -72,13 +86,14 @@ impl Entry {
         match &self.server {
             Server::RoundRobin(s) => s.rr.contains(worker),
             Server::Shared(s) => s.workers.contains(&worker),
+            Server::Binding(s) => s.waiters.iter().any(|(w, _)| *w == worker),
         }
     }
 
     pub fn errno(&self) -> i64 {
         match &self.server {
-            Server::RoundRobin(_) => 0,
             Server::Shared(s) => s.errno,
+            Server::RoundRobin(_) | Server::Binding(_) => 0,
         }
     }
 
@@ -102,6 +117,12 @@ impl Entry {
                 };
                 s.workers.remove(pos);
                 s.workers.is_empty()
+            }
+            // The server stays registered until its listen settles, so that
+            // a worker asking meanwhile joins it rather than binding twice.
+            Server::Binding(s) => {
+                s.waiters.retain(|(w, _)| *w != worker);
+                false
             }
         }
     }
@@ -130,6 +151,9 @@ impl Servers {
             self.remove_worker(&key, worker);
         }
         self.orphans.retain_mut(|(_, e)| !e.remove(worker));
+        for (_, e) in self.replacing.values_mut() {
+            e.remove(worker);
+        }
     }
 
     pub fn keys(&self) -> Vec<String> {
