@@ -149,9 +149,10 @@ declare namespace cluster {
     readonly isPrimary: boolean;
     readonly isWorker: boolean;
     /**
-     * `SCHED_RR` (round-robin, the default) or `SCHED_NONE`; frozen once the
-     * first worker is spawned or `setupPrimary()` is called. Also set by
-     * `NODE_CLUSTER_SCHED_POLICY=rr|none`.
+     * `SCHED_RR` (round-robin, the default), `SCHED_NONE`, or ours:
+     * `SCHED_REUSEPORT`, `SCHED_STICKY`; frozen once the first worker is
+     * spawned or `setupPrimary()` is called. Also set by
+     * `NODE_CLUSTER_SCHED_POLICY=rr|none|reuseport|sticky`.
      */
     schedulingPolicy: number;
     /** The settings of the last `setupPrimary()` (or the defaults). */
@@ -166,6 +167,18 @@ declare namespace cluster {
     readonly workers?: NodeJS.Dict<Worker>;
     readonly SCHED_NONE: number;
     readonly SCHED_RR: number;
+    /**
+     * native-cluster: every worker listens on its own `SO_REUSEPORT` socket
+     * bound to the same port, and the kernel spreads connections over them
+     * (TCP servers on a port; Unix sockets and fds stay round-robin).
+     */
+    readonly SCHED_REUSEPORT: number;
+    /**
+     * native-cluster: the primary accepts, and all connections from one
+     * client IP address go to the same live worker (session protocols such
+     * as socket.io's long-polling).
+     */
+    readonly SCHED_STICKY: number;
     /** The Worker constructor (as on Node's cluster object). */
     readonly Worker: WorkerConstructor;
 

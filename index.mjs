@@ -4,6 +4,8 @@ export default cluster;
 export const {
   SCHED_NONE,
   SCHED_RR,
+  SCHED_REUSEPORT,
+  SCHED_STICKY,
   Worker,
   disconnect,
   fork,

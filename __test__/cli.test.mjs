@@ -95,7 +95,7 @@ test('bin: package.json names bin/native-cluster.js, an executable node script',
 test('--help explains options, crashes, signals and reload; usage errors exit 2', async () => {
   const help = start(['--help']);
   assert.deepEqual(await help.exit, { code: 0, signal: null });
-  for (const word of ['Usage: native-cluster', '-i, --instances <N|max>', '--policy <rr|none>', '--kill-timeout',
+  for (const word of ['Usage: native-cluster', '-i, --instances <N|max>', '--policy <rr|none|reuseport|sticky>', '--kill-timeout',
     '--listen-timeout', 'SIGINT, SIGTERM', 'SIGHUP', 'SIGKILL', 'restarted', 'back off', '--version']) {
     assert.ok(help.out.includes(word), `help mentions ${word}`);
   }
@@ -105,7 +105,7 @@ test('--help explains options, crashes, signals and reload; usage errors exit 2'
   for (const [args, re] of [
     [[], /no app given/],
     [['-i', 'lots', 'server.js'], /--instances takes a positive integer or max/],
-    [['--policy', 'fifo', 'server.js'], /--policy takes rr or none/],
+    [['--policy', 'fifo', 'server.js'], /--policy takes rr, none, reuseport, sticky, not "fifo"/],
     [['--frobnicate', 'server.js'], /unknown option --frobnicate/],
     [['missing.js'], /cannot find missing\.js/],
   ]) {
@@ -240,7 +240,7 @@ test('SIGTERM: a worker that does not exit after its disconnect gets SIGKILL aft
   }
 });
 
-for (const policy of ['rr', 'none']) test(`SIGHUP (policy ${policy}) replaces the workers one at a time under load, with no failed request`, async () => {
+for (const policy of ['rr', 'none', 'reuseport', 'sticky']) test(`SIGHUP (policy ${policy}) replaces the workers one at a time under load, with no failed request`, async () => {
   const port = await freePort();
   const r = start(['-i', '2', '--policy', policy, 'server.js'], { env: { PORT: port } });
   try {

@@ -24,3 +24,16 @@ for (const policy of ['rr', 'none']) {
     assert.deepEqual(ours.find((e) => e[0].name === 'busy port')[0].error.slice(0, 2), ['EADDRINUSE', 'bind']);
   });
 }
+
+// Under SCHED_REUSEPORT a worker receives a bound socket and listens on it
+// itself, as under SCHED_NONE: every shape and error must be what stock
+// node:cluster gives with SCHED_NONE.
+test('listen results under SCHED_REUSEPORT match node:cluster SCHED_NONE', async () => {
+  const [native, stock] = await Promise.all([
+    run('listen_matrix.mjs', { env: { POLICY: 'reuseport' } }),
+    run('listen_matrix.mjs', { impl: 'stock', env: { POLICY: 'none' } }),
+  ]);
+  assert.equal(native.code, 0, native.stderr);
+  assert.equal(stock.code, 0, stock.stderr);
+  assert.deepEqual(primaryEvents(native), primaryEvents(stock));
+});

@@ -9,6 +9,7 @@ const os = require('node:os');
 
 const DEFAULT_KILL_TIMEOUT = 5000;
 const DEFAULT_LISTEN_TIMEOUT = 30000;
+const POLICIES = ['rr', 'none', 'reuseport', 'sticky'];
 // A worker that crashes within STABLE_MS of its start counts as a repeated
 // crash of its slot; the restart delay doubles from BACKOFF_BASE up to
 // BACKOFF_MAX.
@@ -26,10 +27,14 @@ written for node:cluster runs its worker branch.
 Options:
   -i, --instances <N|max>   number of workers (default: max, the
                             available parallelism: ${os.availableParallelism()} here)
-      --policy <rr|none>    rr: the primary accepts connections and hands them
+      --policy <rr|none|reuseport|sticky>
+                            rr: the primary accepts connections and hands them
                             to the workers in turn (default); none: the workers
-                            accept from a shared socket themselves. Default
-                            from NODE_CLUSTER_SCHED_POLICY when set.
+                            accept from a shared socket themselves; reuseport:
+                            each worker accepts from its own SO_REUSEPORT
+                            socket; sticky: like rr, but one client address
+                            always reaches the same worker. Default from
+                            NODE_CLUSTER_SCHED_POLICY when set.
       --kill-timeout <ms>   time a disconnected worker gets to exit before
                             SIGKILL (default ${DEFAULT_KILL_TIMEOUT})
       --listen-timeout <ms> time a new worker gets to listen during a reload
@@ -139,9 +144,12 @@ function parseArgs(argv) {
   } else {
     throw new UsageError(`-i/--instances takes a positive integer or max, not ${JSON.stringify(opts.instances)}`);
   }
-  if (opts.policy === undefined) opts.policy = process.env.NODE_CLUSTER_SCHED_POLICY === 'none' ? 'none' : 'rr';
-  if (opts.policy !== 'rr' && opts.policy !== 'none') {
-    throw new UsageError(`--policy takes rr or none, not ${JSON.stringify(opts.policy)}`);
+  if (opts.policy === undefined) {
+    const fromEnv = process.env.NODE_CLUSTER_SCHED_POLICY;
+    opts.policy = POLICIES.includes(fromEnv) ? fromEnv : 'rr';
+  }
+  if (!POLICIES.includes(opts.policy)) {
+    throw new UsageError(`--policy takes ${POLICIES.join(', ')}, not ${JSON.stringify(opts.policy)}`);
   }
   for (const [key, flag] of [['killTimeout', '--kill-timeout'], ['listenTimeout', '--listen-timeout']]) {
     if (typeof opts[key] === 'string') {
@@ -189,7 +197,7 @@ function main(argv) {
 }
 
 function run(cluster, app, opts) {
-  cluster.schedulingPolicy = opts.policy === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR;
+  cluster.schedulingPolicy = cluster[`SCHED_${opts.policy.toUpperCase()}`];
   cluster.setupPrimary({ exec: app, args: opts.args });
 
   // One slot per requested worker: its current worker, and its crash record.

@@ -11,8 +11,8 @@ const WorkerProcess = require('./worker_process.js');
 const errors = require('./errors.js');
 const { listenForWorkers } = require('./round_robin_listen.js');
 
-const SCHED_NONE = 1;
-const SCHED_RR = 2;
+const { SCHED_NONE, SCHED_RR, SCHED_REUSEPORT, SCHED_STICKY, policyFromEnv, policyName } =
+  require('./policies.js');
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 const PRELOAD = path.join(__dirname, 'worker_preload.cjs');
 
@@ -32,15 +32,14 @@ cluster.workers = {};
 cluster.settings = {};
 cluster.SCHED_NONE = SCHED_NONE;
 cluster.SCHED_RR = SCHED_RR;
+cluster.SCHED_REUSEPORT = SCHED_REUSEPORT;
+cluster.SCHED_STICKY = SCHED_STICKY;
 
 let ids = 0;
 let initialized = false;
 let started = false;
 
-let schedulingPolicy = process.env.NODE_CLUSTER_SCHED_POLICY;
-if (schedulingPolicy === 'rr') schedulingPolicy = SCHED_RR;
-else if (schedulingPolicy === 'none') schedulingPolicy = SCHED_NONE;
-else schedulingPolicy = SCHED_RR;
+let schedulingPolicy = policyFromEnv(process.env.NODE_CLUSTER_SCHED_POLICY);
 cluster.schedulingPolicy = schedulingPolicy;
 
 function validatePort(port, name = 'Port', allowZero = true) {
@@ -90,7 +89,7 @@ cluster.setupPrimary = function setupPrimary(options) {
   if (initialized === true) return process.nextTick(setupSettingsNT, settings);
   initialized = true;
   schedulingPolicy = cluster.schedulingPolicy; // Freeze policy.
-  if (schedulingPolicy !== SCHED_NONE && schedulingPolicy !== SCHED_RR) {
+  if (policyName(schedulingPolicy) === undefined) {
     throw new Error(`Bad cluster.schedulingPolicy: ${schedulingPolicy}`);
   }
   process.nextTick(setupSettingsNT, settings);
@@ -106,7 +105,7 @@ function ensureStarted() {
   if (started) return;
   started = true;
   native.start(onEvents);
-  native.configure(schedulingPolicy === SCHED_RR ? 'rr' : 'none', NODE_MAJOR < 22);
+  native.configure(policyName(schedulingPolicy), NODE_MAJOR < 22);
   // Node writes IPC messages synchronously when it can, so one sent right
   // before exit usually arrives; ours wait on the I/O thread: let it finish.
   process.on('exit', () => {

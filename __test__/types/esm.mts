@@ -1,6 +1,6 @@
 // ES module usage (module: nodenext): default, named and namespace imports.
 import cluster from 'native-cluster';
-import { fork, isPrimary, isWorker, setupPrimary, workers, worker, SCHED_RR, SCHED_NONE, Worker } from 'native-cluster';
+import { fork, isPrimary, isWorker, setupPrimary, workers, worker, SCHED_RR, SCHED_NONE, SCHED_REUSEPORT, SCHED_STICKY, Worker } from 'native-cluster';
 import type { Address, Cluster, ClusterSettings } from 'native-cluster';
 import * as ns from 'native-cluster';
 import 'native-cluster/register';
@@ -10,7 +10,7 @@ const settings: ClusterSettings = { exec: 'worker.js', args: ['--x'], serializat
 setupPrimary(settings);
 cluster.setupPrimary({ execArgv: ['--enable-source-maps'], inspectPort: () => 9230, cwd: '/tmp' });
 cluster.schedulingPolicy = SCHED_RR;
-const policies: number[] = [SCHED_RR, SCHED_NONE, cluster.SCHED_NONE, ns.SCHED_RR, ns.default.SCHED_NONE];
+const policies: number[] = [SCHED_RR, SCHED_NONE, SCHED_REUSEPORT, SCHED_STICKY, cluster.SCHED_STICKY, ns.SCHED_REUSEPORT, ns.default.SCHED_NONE];
 
 if (isPrimary && cluster.isPrimary && !isWorker) {
   const w: Worker = fork({ FOO: 'bar' });

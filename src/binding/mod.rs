@@ -201,6 +201,8 @@ pub fn configure(policy: String, key_with_index: bool) -> Result<()> {
     let policy = match policy.as_str() {
         "rr" => Policy::RoundRobin,
         "none" => Policy::Shared,
+        "reuseport" => Policy::ReusePort,
+        "sticky" => Policy::Sticky,
         other => {
             return Err(Error::new(
                 Status::InvalidArg,

@@ -7,7 +7,6 @@
 //!
 //! [`Command::Listened`]: crate::core::event::Command::Listened
 
-use crate::core::balance::Policy;
 use crate::core::event::Event;
 use crate::core::json;
 use crate::core::protocol::neg_errno;
@@ -18,7 +17,7 @@ use std::os::fd::OwnedFd;
 
 impl Reactor {
     /// Whether a new server for this `queryServer` is listened on by
-    /// JavaScript: round-robin TCP on a port. Unix sockets and inherited
+    /// JavaScript: primary-accepted (round-robin or sticky) TCP on a port. Unix sockets and inherited
     /// descriptors are bound here, because closing a JavaScript pipe server
     /// unlinks its path and closing an adopted descriptor closes the user's.
     pub(crate) fn listens_in_js(&self, msg: &Value) -> bool {
@@ -28,7 +27,7 @@ impl Reactor {
         );
         let port = msg.get("port").and_then(Value::as_i64).unwrap_or(0);
         let fd = msg.get("fd").and_then(Value::as_i64).unwrap_or(-1);
-        self.policy == Policy::RoundRobin && !udp && fd < 0 && port >= 0
+        self.policy.primary_accepts() && !udp && fd < 0 && port >= 0
     }
 
     /// Registers a server in the making with its first waiter and asks

@@ -100,21 +100,57 @@ fn einval() -> io::Error {
 /// A bound (not yet listening) TCP socket. `None` address: `::` with
 /// dual-stack, or `0.0.0.0` where IPv6 is unavailable.
 pub fn bind_tcp(address: Option<&str>, port: u16, ipv6_only: bool) -> io::Result<OwnedFd> {
+    bind_tcp_with(address, port, ipv6_only, false)
+}
+
+/// [`bind_tcp`] with `SO_REUSEPORT`: every socket bound this way to the same
+/// address and port joins one group, and the kernel spreads incoming
+/// connections over the group's listening sockets.
+pub fn bind_tcp_reuseport(
+    address: Option<&str>,
+    port: u16,
+    ipv6_only: bool,
+) -> io::Result<OwnedFd> {
+    bind_tcp_with(address, port, ipv6_only, true)
+}
+
+fn bind_tcp_with(
+    address: Option<&str>,
+    port: u16,
+    ipv6_only: bool,
+    reuse_port: bool,
+) -> io::Result<OwnedFd> {
     match address {
-        None => match bind_tcp_at(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0, port, ipv6_only) {
-            Err(e) if e.raw_os_error() != Some(libc::EADDRINUSE) => {
-                bind_tcp_at(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0, port, false)
-            }
+        None => match bind_tcp_at(
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            0,
+            port,
+            ipv6_only,
+            reuse_port,
+        ) {
+            Err(e) if e.raw_os_error() != Some(libc::EADDRINUSE) => bind_tcp_at(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                0,
+                port,
+                false,
+                reuse_port,
+            ),
             other => other,
         },
         Some(a) => {
             let (ip, scope) = parse_ip(a).ok_or_else(einval)?;
-            bind_tcp_at(ip, scope, port, ipv6_only)
+            bind_tcp_at(ip, scope, port, ipv6_only, reuse_port)
         }
     }
 }
 
-fn bind_tcp_at(ip: IpAddr, scope: u32, port: u16, ipv6_only: bool) -> io::Result<OwnedFd> {
+fn bind_tcp_at(
+    ip: IpAddr,
+    scope: u32,
+    port: u16,
+    ipv6_only: bool,
+    reuse_port: bool,
+) -> io::Result<OwnedFd> {
     let domain = if ip.is_ipv6() {
         libc::AF_INET6
     } else {
@@ -122,6 +158,9 @@ fn bind_tcp_at(ip: IpAddr, scope: u32, port: u16, ipv6_only: bool) -> io::Result
     };
     let fd = socket(domain, libc::SOCK_STREAM)?;
     setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    if reuse_port {
+        setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    }
     if ip.is_ipv6() {
         setsockopt_int(
             fd.as_raw_fd(),
@@ -228,6 +267,23 @@ pub fn socket_type(fd: RawFd) -> io::Result<i32> {
     Ok(ty)
 }
 
+/// Whether a socket is listening (`SO_ACCEPTCONN`).
+pub fn is_listening(fd: RawFd) -> bool {
+    let mut on: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: out-pointers to a live i32 and its length.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut on as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    r == 0 && on != 0
+}
+
 /// The local address of an IP socket, as Node's `getsockname` reports it.
 pub fn sockname(fd: RawFd) -> Option<SocketAddr> {
     // SAFETY: zeroed storage is a valid out-buffer.
@@ -244,18 +300,26 @@ pub fn sockname(fd: RawFd) -> Option<SocketAddr> {
     if r != 0 {
         return None;
     }
+    socket_addr_of(&storage)
+}
+
+fn ip_of(storage: &libc::sockaddr_storage) -> Option<IpAddr> {
+    socket_addr_of(storage).map(|a| a.ip())
+}
+
+fn socket_addr_of(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match storage.ss_family as i32 {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
             let sin: libc::sockaddr_in =
-                unsafe { std::ptr::read((&storage as *const libc::sockaddr_storage).cast()) };
+                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
             Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
             let sin6: libc::sockaddr_in6 =
-                unsafe { std::ptr::read((&storage as *const libc::sockaddr_storage).cast()) };
+                unsafe { std::ptr::read((storage as *const libc::sockaddr_storage).cast()) };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             Some(SocketAddr::new(
                 IpAddr::V6(ip),
@@ -267,21 +331,26 @@ pub fn sockname(fd: RawFd) -> Option<SocketAddr> {
 }
 
 /// Accepts one connection, non-blocking and close-on-exec (libuv does not set
-/// `O_NONBLOCK` on a received socket; a blocking one would stall a worker).
-pub fn accept(fd: RawFd) -> io::Result<OwnedFd> {
+/// `O_NONBLOCK` on a received socket; a blocking one would stall a worker),
+/// with the client's IP address (`None` on a Unix socket).
+pub fn accept(fd: RawFd) -> io::Result<(OwnedFd, Option<IpAddr>)> {
     loop {
-        // SAFETY: null address out-pointers are allowed by accept4.
+        // SAFETY: all-zero bytes are a valid sockaddr_storage.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: storage and len are valid for writes of len bytes.
         let c = unsafe {
             libc::accept4(
                 fd,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
+                (&mut storage as *mut libc::sockaddr_storage).cast(),
+                &mut len,
                 libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
             )
         };
         if c >= 0 {
             // SAFETY: the kernel just returned this descriptor.
-            return Ok(unsafe { OwnedFd::from_raw_fd(c) });
+            let conn = unsafe { OwnedFd::from_raw_fd(c) };
+            return Ok((conn, ip_of(&storage)));
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {

@@ -13,6 +13,7 @@ pub mod poller;
 pub mod primary;
 pub mod protocol;
 pub mod reactor;
+pub mod reuseport_sockets;
 pub mod scm;
 pub mod servers;
 pub mod spawn;

@@ -3,15 +3,16 @@
 //! acts (`online`, `queryServer`, `listening`, `close`,
 //! `exitedAfterDisconnect`, `newconn` replies).
 
-use crate::core::balance::round_robin::RoundRobin;
-use crate::core::balance::Policy;
+use crate::core::balance::reuseport::ReusePort;
+use crate::core::balance::sticky::client_key;
+use crate::core::balance::{Balancer, Policy};
 use crate::core::event::Event;
 use crate::core::framing::{self, Serialization};
 use crate::core::listen;
 use crate::core::outbox::Frame;
 use crate::core::poller::READ;
 use crate::core::reactor::{listener_token, Reactor};
-use crate::core::servers::{Entry, InFlightConn, RoundRobinServer, Server, SharedServer};
+use crate::core::servers::{Conn, Entry, InFlightConn, RoundRobinServer, Server, SharedServer};
 use crate::core::value::Value;
 use crate::core::{json, wire};
 use std::io;
@@ -220,6 +221,7 @@ impl Reactor {
                 if let Some(key) = msg.get("key").and_then(Value::as_str) {
                     let key = key.to_string();
                     self.servers.remove_worker(&key, id);
+                    self.settle_departures();
                 }
             }
             Some("exitedAfterDisconnect") => {
@@ -307,7 +309,8 @@ impl Reactor {
         };
         let errno = self.reply_query(id, &key, msg, &mut entry);
         // A failed bind is forgotten: other workers get a chance to retry.
-        if errno == 0 {
+        // (A reuseport server others already use stays.)
+        if errno == 0 || !entry.is_unused() {
             self.servers.by_key.insert(key.clone(), entry);
             self.handoff(&key, id);
         }
@@ -334,7 +337,7 @@ impl Reactor {
         ];
         match &mut entry.server {
             Server::RoundRobin(s) => {
-                s.rr.add(id);
+                s.balancer.add(id);
                 if let Some(sn) = &s.sockname {
                     reply.push(("sockname".into(), sn.clone()));
                 }
@@ -344,6 +347,15 @@ impl Reactor {
             // Never answered from here: its waiters are answered once it
             // listens.
             Server::Binding(_) => 0,
+            Server::ReusePort(s) => {
+                let (handle, errno) = match self.reuseport_socket(s, id) {
+                    Ok(fd) => (Some((fd, "net.Native")), 0),
+                    Err(errno) => (None, errno),
+                };
+                reply[0].1 = Value::Number(errno as f64);
+                self.send_cluster(id, Value::Object(reply), handle);
+                errno
+            }
             Server::Shared(s) => {
                 if !s.workers.contains(&id) {
                     s.workers.push(id);
@@ -380,7 +392,17 @@ impl Reactor {
             }
         }
         let data = Value::Undefined;
-        if self.policy != Policy::RoundRobin || udp {
+        let tcp_port = !udp && fd < 0 && port >= 0;
+        if self.policy == Policy::ReusePort && tcp_port {
+            return Entry {
+                server: Server::ReusePort(ReusePort::new(address, port as u16, flags & 1 != 0)),
+                data,
+                socket_path: None,
+            };
+        }
+        // Unix sockets and descriptors under SCHED_REUSEPORT are accepted
+        // by the primary, round-robin.
+        if self.policy == Policy::Shared || udp {
             let result = if udp {
                 if fd > 0 {
                     listen::adopt(fd as i32)
@@ -485,7 +507,7 @@ impl Reactor {
         Ok(Server::RoundRobin(RoundRobinServer {
             listener,
             listener_id,
-            rr: RoundRobin::default(),
+            balancer: Balancer::for_policy(self.policy),
             sockname,
         }))
     }
@@ -508,7 +530,8 @@ impl Reactor {
     /// Gives `worker` its next queued connection, if any.
     pub(crate) fn handoff(&mut self, key: &str, worker: u32) {
         let conn = match self.servers.by_key.get_mut(key).map(|e| &mut e.server) {
-            Some(Server::RoundRobin(s)) => s.rr.handoff(worker),
+            Some(Server::RoundRobin(s)) => s.balancer.handoff(worker),
+            Some(Server::ReusePort(s)) => s.balancer.handoff(worker),
             _ => None,
         };
         if let Some(conn) = conn {
@@ -516,7 +539,7 @@ impl Reactor {
         }
     }
 
-    fn send_newconn(&mut self, key: &str, worker: u32, conn: Rc<OwnedFd>) {
+    pub(crate) fn send_newconn(&mut self, key: &str, worker: u32, conn: Conn) {
         let sent = match self.workers.get(&worker).map(|w| (w.ser, w.connected())) {
             // The hot path of SCHED_RR: the frame is written directly
             // rather than built as a value tree.
@@ -524,14 +547,14 @@ impl Reactor {
                 let seq = self.next_seq();
                 let frame = Frame {
                     bytes: newconn_json(key, seq),
-                    fd: Some(conn.clone()),
+                    fd: Some(conn.fd.clone()),
                 };
                 self.push_frame(worker, frame, false).then_some(seq)
             }
             _ => {
                 let msg =
                     Value::object([("act", Value::from("newconn")), ("key", Value::from(key))]);
-                self.send_cluster(worker, msg, Some((conn.clone(), "net.Native")))
+                self.send_cluster(worker, msg, Some((conn.fd.clone(), "net.Native")))
             }
         };
         match sent {
@@ -547,13 +570,18 @@ impl Reactor {
             }
             // The worker vanished between being picked and being written to:
             // the connection goes back into the queue for someone else.
-            None => self.redistribute(key, conn),
+            None => self.redistribute(key, conn, Some(worker)),
         }
     }
 
-    fn redistribute(&mut self, key: &str, conn: Rc<OwnedFd>) {
+    /// Queues a connection; `refused_by`: the worker that refused it.
+    fn redistribute(&mut self, key: &str, conn: Conn, refused_by: Option<u32>) {
         let next = match self.servers.by_key.get_mut(key).map(|e| &mut e.server) {
-            Some(Server::RoundRobin(s)) => s.rr.distribute(conn),
+            Some(Server::RoundRobin(s)) => {
+                let client = conn.client;
+                s.balancer.distribute(conn, client, refused_by)
+            }
+            Some(Server::ReusePort(s)) => s.balancer.distribute(conn),
             _ => None,
         };
         if let Some((w, c)) = next {
@@ -564,7 +592,7 @@ impl Reactor {
     fn on_newconn_reply(&mut self, inflight: InFlightConn, accepted: bool) {
         let InFlightConn { key, worker, conn } = inflight;
         if !accepted {
-            self.redistribute(&key, conn);
+            self.redistribute(&key, conn, Some(worker));
         }
         self.handoff(&key, worker);
     }
@@ -574,16 +602,30 @@ impl Reactor {
             return;
         };
         for _ in 0..ACCEPT_BATCH {
-            let fd = match self.servers.by_key.get(&key).map(|e| &e.server) {
-                Some(Server::RoundRobin(s)) if s.listener_id == listener_id => {
-                    s.listener.as_raw_fd()
+            let (fd, sticky) = match self.servers.by_key.get(&key).map(|e| &e.server) {
+                Some(Server::RoundRobin(s)) if s.listener_id == listener_id => (
+                    s.listener.as_raw_fd(),
+                    matches!(s.balancer, Balancer::Sticky(_)),
+                ),
+                Some(Server::ReusePort(s)) => {
+                    match s.vacant.iter().find(|(l, _)| *l == listener_id) {
+                        Some((_, socket)) => (socket.as_raw_fd(), false),
+                        None => return,
+                    }
                 }
                 // A replaced server's listener: nobody new may join it, and
                 // its connections are left to the kernel's backlog.
                 _ => return,
             };
             match listen::accept(fd) {
-                Ok(conn) => self.redistribute(&key, Rc::new(conn)),
+                Ok((fd, peer)) => {
+                    let client = if sticky { client_key(peer) } else { 0 };
+                    let conn = Conn {
+                        fd: Rc::new(fd),
+                        client,
+                    };
+                    self.redistribute(&key, conn, None)
+                }
                 // WouldBlock: drained. Other errors (ECONNABORTED, EMFILE)
                 // skip this connection, as Node does.
                 Err(_) => return,
@@ -593,6 +635,7 @@ impl Reactor {
 
     pub(crate) fn remove_worker_from_servers(&mut self, id: u32) {
         self.servers.remove_worker_everywhere(id);
+        self.settle_departures();
         // Connections this worker never answered for are closed: it may have
         // taken them before leaving, and a second owner would be worse.
         self.servers.in_flight.retain(|_, c| c.worker != id);

@@ -1,9 +1,11 @@
 //! The registry of servers shared with workers, keyed the way Node's primary
-//! keys them, and the kinds of server: round-robin (the primary listens and
-//! accepts), shared (the primary only binds and sends the socket), and a
-//! round-robin server whose socket the primary's JavaScript is still creating.
+//! keys them, and the kinds of server: primary-accepted (round-robin or
+//! sticky), shared (the primary only binds and sends the socket), reuseport
+//! (a socket of its own per worker), and a primary-accepted server whose
+//! socket the primary's JavaScript is still creating.
 
-use crate::core::balance::round_robin::RoundRobin;
+use crate::core::balance::reuseport::{Left, ReusePort};
+use crate::core::balance::Balancer;
 use crate::core::value::Value;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -13,20 +15,29 @@ pub enum Server {
     RoundRobin(RoundRobinServer),
     Shared(SharedServer),
     Binding(BindingServer),
+    ReusePort(ReusePort<Conn>),
 }
 
-/// A round-robin TCP server being listened on by the primary's JavaScript;
-/// the queries of the workers that asked for it wait here, in order.
+/// A primary-accepted TCP server being listened on by the primary's
+/// JavaScript; the queries of the workers that asked for it wait here, in
+/// order.
 pub struct BindingServer {
     pub bind_id: u32,
     /// Worker id and its `queryServer` message.
     pub waiters: Vec<(u32, Value)>,
 }
 
+/// An accepted connection and its client's stickiness key.
+#[derive(Clone)]
+pub struct Conn {
+    pub fd: Rc<OwnedFd>,
+    pub client: u64,
+}
+
 pub struct RoundRobinServer {
     pub listener: OwnedFd,
     pub listener_id: u64,
-    pub rr: RoundRobin<Rc<OwnedFd>>,
+    pub balancer: Balancer<Conn>,
     /// `{address, family, port}` for TCP; `None` for a Unix socket.
     pub sockname: Option<Value>,
 }
@@ -62,7 +73,7 @@ impl Drop for Entry {
 pub struct InFlightConn {
     pub key: String,
     pub worker: u32,
-    pub conn: Rc<OwnedFd>,
+    pub conn: Conn,
 }
 
 #[derive(Default)]
@@ -79,51 +90,89 @@ pub struct Servers {
     /// listened on; they replace the registered one once listening.
     pub replacing: HashMap<u32, (String, Entry)>,
     pub next_bind: u32,
+    /// What workers' leaving left for the I/O thread to do.
+    pub departures: Departures,
+}
+
+/// Work a worker's leaving leaves for the I/O thread, which owns the poller
+/// and the channels.
+#[derive(Default)]
+pub struct Departures {
+    /// Connections queued for the leaver, re-homed to a worker that must be
+    /// sent them now (sticky servers).
+    pub rehomed: Vec<(String, u32, Conn)>,
+    /// Reuseport sockets the leaver vacated: the primary accepts from them.
+    pub vacated: Vec<(String, Rc<OwnedFd>)>,
+    /// Vacant sockets (listener ids) of closed servers: stop polling them.
+    pub retired: Vec<(u64, Rc<OwnedFd>)>,
 }
 
 impl Entry {
     pub fn has(&self, worker: u32) -> bool {
         match &self.server {
-            Server::RoundRobin(s) => s.rr.contains(worker),
+            Server::RoundRobin(s) => s.balancer.contains(worker),
             Server::Shared(s) => s.workers.contains(&worker),
             Server::Binding(s) => s.waiters.iter().any(|(w, _)| *w == worker),
+            Server::ReusePort(s) => s.contains(worker),
         }
     }
 
     pub fn errno(&self) -> i64 {
         match &self.server {
             Server::Shared(s) => s.errno,
-            Server::RoundRobin(_) | Server::Binding(_) => 0,
+            Server::RoundRobin(_) | Server::Binding(_) | Server::ReusePort(_) => 0,
         }
     }
 
     /// Removes a worker; `true` when it was the last and the server closes.
-    fn remove(&mut self, worker: u32) -> bool {
+    fn remove(&mut self, worker: u32, key: &str, out: &mut Departures) -> bool {
         match &mut self.server {
             Server::RoundRobin(s) => {
-                if !s.rr.contains(worker) {
+                if !s.balancer.contains(worker) {
                     return false;
                 }
-                let last = s.rr.remove(worker);
+                let (last, now) = s.balancer.remove(worker);
+                out.rehomed
+                    .extend(now.into_iter().map(|(w, c)| (key.to_string(), w, c)));
                 if last {
                     // Connections nobody will take are closed with the server.
-                    s.rr.drain().for_each(drop);
+                    drop(s.balancer.drain());
                 }
                 last
             }
-            Server::Shared(s) => {
-                let Some(pos) = s.workers.iter().position(|w| *w == worker) else {
+            Server::Shared(SharedServer { workers, .. }) => {
+                let Some(pos) = workers.iter().position(|w| *w == worker) else {
                     return false;
                 };
-                s.workers.remove(pos);
-                s.workers.is_empty()
+                workers.remove(pos);
+                workers.is_empty()
             }
+            Server::ReusePort(s) => match s.leave(worker) {
+                Left::NotMember => false,
+                Left::Vacated(socket) => {
+                    out.vacated.push((key.to_string(), socket));
+                    false
+                }
+                Left::Closed(vacant) => {
+                    out.retired.extend(vacant);
+                    true
+                }
+            },
             // The server stays registered until its listen settles, so that
             // a worker asking meanwhile joins it rather than binding twice.
             Server::Binding(s) => {
                 s.waiters.retain(|(w, _)| *w != worker);
                 false
             }
+        }
+    }
+
+    /// Whether no worker uses the server any more.
+    pub fn is_unused(&self) -> bool {
+        match &self.server {
+            Server::Shared(s) => s.workers.is_empty(),
+            Server::ReusePort(s) => s.is_empty(),
+            _ => false,
         }
     }
 }
@@ -134,7 +183,7 @@ impl Servers {
         let Some(entry) = self.by_key.get_mut(key) else {
             return false;
         };
-        if !entry.remove(worker) {
+        if !entry.remove(worker, key, &mut self.departures) {
             return false;
         }
         if let Some(entry) = self.by_key.remove(key) {
@@ -150,9 +199,10 @@ impl Servers {
         for key in self.keys() {
             self.remove_worker(&key, worker);
         }
-        self.orphans.retain_mut(|(_, e)| !e.remove(worker));
-        for (_, e) in self.replacing.values_mut() {
-            e.remove(worker);
+        let out = &mut self.departures;
+        self.orphans.retain_mut(|(k, e)| !e.remove(worker, k, out));
+        for (k, e) in self.replacing.values_mut() {
+            e.remove(worker, k, out);
         }
     }
 
