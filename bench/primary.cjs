@@ -50,7 +50,8 @@ function once(emitter, event, filter = () => true) {
 }
 
 function setup(exec, args, extra = {}) {
-  cluster.schedulingPolicy = cfg.policy === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR;
+  const policies = { none: cluster.SCHED_NONE, rr: cluster.SCHED_RR, reuseport: cluster.SCHED_REUSEPORT };
+  cluster.schedulingPolicy = policies[cfg.policy];
   cluster.setupPrimary({ exec: path.join(__dirname, exec), args, ...extra });
 }
 

@@ -342,6 +342,11 @@ function scenarioVariants(name) {
             // Under SCHED_NONE the primary does nothing once the workers listen.
             show: HTTP_SHOW.filter((m) => policy === 'rr' || m !== 'primary_us_per_req') });
         }
+        // Ours: each worker accepts from its own SO_REUSEPORT socket. Stock
+        // has no such policy; its nearest (workers accept themselves) is NONE.
+        v.push({ name: `${conn} REUSEPORT vs stock NONE`, impls: ['native', 'stock'], ref: `${conn} single`,
+          metrics: HTTP_METRICS, show: HTTP_SHOW.filter((m) => m !== 'primary_us_per_req'),
+          run: (impl) => measureHttp(impl, { policy: impl === 'native' ? 'reuseport' : 'none', close }) });
         v.push({ name: `${conn} single`, impls: ['single'], hidden: true,
           metrics: HTTP_METRICS, run: (impl) => measureHttp(impl, { close }) });
       }
