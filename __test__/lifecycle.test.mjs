@@ -20,3 +20,25 @@ test('fork, online, listening, messages, disconnect and exit match node:cluster'
     'worker disconnect', 'cluster disconnect', 'worker exit', 'cluster exit', 'primary exit',
   ]);
 });
+
+// The addon is loaded on first use; every function it exports has a stub.
+test('requiring the package loads neither the addon nor node:cluster; the first fork loads the addon', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const root = new URL('..', import.meta.url).pathname;
+  const script = `
+    const mapped = () => /native-cluster\\.[^/]*\\.node/.test(require('node:fs').readFileSync('/proc/self/maps', 'utf8'));
+    const cluster = require(${JSON.stringify(root)});
+    const native = require(${JSON.stringify(root + 'lib/native.js')});
+    const stubs = Object.keys(native).sort();
+    const before = { addon: mapped(), nodeCluster: process.moduleLoadList.includes('NativeModule cluster') };
+    cluster.setupPrimary({ exec: '/dev/null', execArgv: [] });
+    cluster.fork();
+    const exported = Object.keys(require(${JSON.stringify(root + 'native-cluster.linux-x64-gnu.node')})).sort();
+    console.log(JSON.stringify({ before, after: mapped(), stubs, exported }));
+    cluster.disconnect();
+  `;
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 }));
+  assert.deepEqual(out.before, { addon: false, nodeCluster: false });
+  assert.equal(out.after, true);
+  assert.deepEqual(out.stubs, out.exported);
+});

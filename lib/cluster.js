@@ -2,7 +2,12 @@
 // Entry: in the primary, the native cluster; in a worker, Node's own worker
 // view (the worker half of the protocol is Node's runtime, by design).
 
-const nodeCluster = require('node:cluster');
+// A cluster worker always has Node's IPC channel (or, started without a
+// script, NODE_UNIQUE_ID still set); anywhere else node:cluster would be the
+// primary view, so it is not loaded at all. In a worker Node's bootstrap has
+// loaded it already.
+const maybeWorker = 'NODE_UNIQUE_ID' in process.env || typeof process.send === 'function';
+const nodeCluster = maybeWorker ? require('node:cluster') : { isWorker: false };
 
 if (nodeCluster.isWorker) {
   // Our policy constants, so code shared by primary and workers can name them.

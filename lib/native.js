@@ -1,5 +1,8 @@
 'use strict';
-// Loads the compiled addon built by `npm install` (napi build --platform).
+// The compiled addon built by `npm install` (napi build --platform), loaded
+// on first use: requiring the package costs no dlopen until a primary
+// forks. Each stub replaces itself (and all others) with the addon's
+// functions, so later calls go straight to native code.
 
 const path = require('node:path');
 
@@ -7,4 +10,12 @@ const root = path.join(__dirname, '..');
 const arch = { x64: 'x64', arm64: 'arm64' }[process.arch] || process.arch;
 const file = path.join(root, `native-cluster.${process.platform}-${arch}-gnu.node`);
 
-module.exports = require(file);
+const FUNCTIONS = ['start', 'setRef', 'configure', 'spawn', 'pid', 'send', 'sendText',
+  'disconnect', 'closeChannel', 'kill', 'flush', 'listened', 'closeFd'];
+
+for (const name of FUNCTIONS) {
+  module.exports[name] = function loadThenCall(...args) {
+    Object.assign(module.exports, require(file));
+    return module.exports[name](...args);
+  };
+}

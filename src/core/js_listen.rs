@@ -103,7 +103,7 @@ impl Reactor {
             return;
         }
         let server = result.and_then(|listener| {
-            self.round_robin_server(&key, listener, false)
+            self.accepting_server(&key, listener, false)
                 .map_err(|e| neg_errno(&e))
         });
         match server {

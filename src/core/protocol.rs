@@ -12,7 +12,7 @@ use crate::core::listen;
 use crate::core::outbox::Frame;
 use crate::core::poller::READ;
 use crate::core::reactor::{listener_token, Reactor};
-use crate::core::servers::{Conn, Entry, InFlightConn, RoundRobinServer, Server, SharedServer};
+use crate::core::servers::{AcceptingServer, Conn, Entry, InFlightConn, Server, SharedServer};
 use crate::core::value::Value;
 use crate::core::{json, wire};
 use std::io;
@@ -336,7 +336,7 @@ impl Reactor {
             ("data".to_string(), entry.data.clone()),
         ];
         match &mut entry.server {
-            Server::RoundRobin(s) => {
+            Server::Accepting(s) => {
                 s.balancer.add(id);
                 if let Some(sn) = &s.sockname {
                     reply.push(("sockname".into(), sn.clone()));
@@ -477,7 +477,7 @@ impl Reactor {
             }
             Ok(l)
         });
-        match listening.and_then(|l| self.round_robin_server(key, l, is_pipe)) {
+        match listening.and_then(|l| self.accepting_server(key, l, is_pipe)) {
             Ok(server) => Entry {
                 server,
                 data,
@@ -488,7 +488,7 @@ impl Reactor {
     }
 
     /// Starts accepting on a listening socket for the server under `key`.
-    pub(crate) fn round_robin_server(
+    pub(crate) fn accepting_server(
         &mut self,
         key: &str,
         listener: OwnedFd,
@@ -504,7 +504,7 @@ impl Reactor {
         self.poller()
             .add(listener.as_raw_fd(), READ, listener_token(listener_id))?;
         self.servers.listeners.insert(listener_id, key.to_string());
-        Ok(Server::RoundRobin(RoundRobinServer {
+        Ok(Server::Accepting(AcceptingServer {
             listener,
             listener_id,
             balancer: Balancer::for_policy(self.policy),
@@ -530,7 +530,7 @@ impl Reactor {
     /// Gives `worker` its next queued connection, if any.
     pub(crate) fn handoff(&mut self, key: &str, worker: u32) {
         let conn = match self.servers.by_key.get_mut(key).map(|e| &mut e.server) {
-            Some(Server::RoundRobin(s)) => s.balancer.handoff(worker),
+            Some(Server::Accepting(s)) => s.balancer.handoff(worker),
             Some(Server::ReusePort(s)) => s.balancer.handoff(worker),
             _ => None,
         };
@@ -577,7 +577,7 @@ impl Reactor {
     /// Queues a connection; `refused_by`: the worker that refused it.
     fn redistribute(&mut self, key: &str, conn: Conn, refused_by: Option<u32>) {
         let next = match self.servers.by_key.get_mut(key).map(|e| &mut e.server) {
-            Some(Server::RoundRobin(s)) => {
+            Some(Server::Accepting(s)) => {
                 let client = conn.client;
                 s.balancer.distribute(conn, client, refused_by)
             }
@@ -603,7 +603,7 @@ impl Reactor {
         };
         for _ in 0..ACCEPT_BATCH {
             let (fd, sticky) = match self.servers.by_key.get(&key).map(|e| &e.server) {
-                Some(Server::RoundRobin(s)) if s.listener_id == listener_id => (
+                Some(Server::Accepting(s)) if s.listener_id == listener_id => (
                     s.listener.as_raw_fd(),
                     matches!(s.balancer, Balancer::Sticky(_)),
                 ),

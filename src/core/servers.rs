@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::rc::Rc;
 
 pub enum Server {
-    RoundRobin(RoundRobinServer),
+    Accepting(AcceptingServer),
     Shared(SharedServer),
     Binding(BindingServer),
     ReusePort(ReusePort<Conn>),
@@ -34,7 +34,8 @@ pub struct Conn {
     pub client: u64,
 }
 
-pub struct RoundRobinServer {
+/// A server whose connections the primary accepts (round-robin or sticky).
+pub struct AcceptingServer {
     pub listener: OwnedFd,
     pub listener_id: u64,
     pub balancer: Balancer<Conn>,
@@ -110,7 +111,7 @@ pub struct Departures {
 impl Entry {
     pub fn has(&self, worker: u32) -> bool {
         match &self.server {
-            Server::RoundRobin(s) => s.balancer.contains(worker),
+            Server::Accepting(s) => s.balancer.contains(worker),
             Server::Shared(s) => s.workers.contains(&worker),
             Server::Binding(s) => s.waiters.iter().any(|(w, _)| *w == worker),
             Server::ReusePort(s) => s.contains(worker),
@@ -120,14 +121,14 @@ impl Entry {
     pub fn errno(&self) -> i64 {
         match &self.server {
             Server::Shared(s) => s.errno,
-            Server::RoundRobin(_) | Server::Binding(_) | Server::ReusePort(_) => 0,
+            Server::Accepting(_) | Server::Binding(_) | Server::ReusePort(_) => 0,
         }
     }
 
     /// Removes a worker; `true` when it was the last and the server closes.
     fn remove(&mut self, worker: u32, key: &str, out: &mut Departures) -> bool {
         match &mut self.server {
-            Server::RoundRobin(s) => {
+            Server::Accepting(s) => {
                 if !s.balancer.contains(worker) {
                     return false;
                 }
@@ -187,7 +188,7 @@ impl Servers {
             return false;
         }
         if let Some(entry) = self.by_key.remove(key) {
-            if let Server::RoundRobin(s) = &entry.server {
+            if let Server::Accepting(s) = &entry.server {
                 self.listeners.remove(&s.listener_id);
             }
         }
