@@ -83,10 +83,11 @@ impl Reactor {
                         _ => None,
                     });
                 // Unknown (already settled): the socket is closed on drop.
-                let Some(entry) = key.as_ref().and_then(|k| self.servers.by_key.remove(k)) else {
+                let Some((key, entry)) = key.and_then(|k| self.servers.by_key.remove_entry(&k))
+                else {
                     return;
                 };
-                (key.unwrap_or_default(), entry, false)
+                (key, entry, false)
             }
         };
         let waiters = match &mut entry.server {
