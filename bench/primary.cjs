@@ -51,7 +51,7 @@ function once(emitter, event, filter = () => true) {
 
 function setup(exec, args, extra = {}) {
   const policies = { none: cluster.SCHED_NONE, rr: cluster.SCHED_RR, reuseport: cluster.SCHED_REUSEPORT };
-  cluster.schedulingPolicy = policies[cfg.policy];
+  cluster.schedulingPolicy = policies[cfg.policy] ?? cluster.SCHED_RR;
   cluster.setupPrimary({ exec: path.join(__dirname, exec), args, ...extra });
 }
 
