@@ -1,15 +1,15 @@
-//! Round-robin TCP servers whose listening socket the primary's JavaScript
-//! creates with `net.Server#listen`, exactly as Node's primary does (same
-//! options, same bind errors, same hooks on `listen`). The I/O thread asks
-//! for the socket with [`Event::Listen`], holds the workers' queries until
-//! [`Command::Listened`] brings the socket or the errno, and from then on
-//! accepts on it itself.
+//! Primary-accepted (round-robin or sticky) TCP servers whose listening
+//! socket the primary's JavaScript creates with `net.Server#listen`, exactly
+//! as Node's primary does (same options, same bind errors, same hooks on
+//! `listen`). The I/O thread asks for the socket with [`Event::Listen`],
+//! holds the workers' queries until [`Command::Listened`] brings the socket
+//! or the errno, and from then on accepts on it itself.
 //!
 //! [`Command::Listened`]: crate::core::event::Command::Listened
 
 use crate::core::event::Event;
 use crate::core::json;
-use crate::core::protocol::neg_errno;
+use crate::core::protocol::{is_tcp_on_port, neg_errno};
 use crate::core::reactor::Reactor;
 use crate::core::servers::{BindingServer, Entry, Server};
 use crate::core::value::Value;
@@ -17,17 +17,12 @@ use std::os::fd::OwnedFd;
 
 impl Reactor {
     /// Whether a new server for this `queryServer` is listened on by
-    /// JavaScript: primary-accepted (round-robin or sticky) TCP on a port. Unix sockets and inherited
-    /// descriptors are bound here, because closing a JavaScript pipe server
-    /// unlinks its path and closing an adopted descriptor closes the user's.
+    /// JavaScript: a primary-accepted (round-robin or sticky) TCP server on
+    /// a port. Unix sockets and inherited descriptors are bound here,
+    /// because closing a JavaScript pipe server unlinks its path and closing
+    /// an adopted descriptor closes the user's.
     pub(crate) fn listens_in_js(&self, msg: &Value) -> bool {
-        let udp = matches!(
-            msg.get("addressType").and_then(Value::as_str),
-            Some("udp4") | Some("udp6")
-        );
-        let port = msg.get("port").and_then(Value::as_i64).unwrap_or(0);
-        let fd = msg.get("fd").and_then(Value::as_i64).unwrap_or(-1);
-        self.policy.primary_accepts() && !udp && fd < 0 && port >= 0
+        self.policy.primary_accepts() && is_tcp_on_port(msg)
     }
 
     /// Registers a server in the making with its first waiter and asks

@@ -41,6 +41,18 @@ fn js_string(v: Option<&Value>) -> String {
     }
 }
 
+/// Whether a `queryServer` asks for a TCP server on a port: not UDP, not a
+/// Unix socket path (port -1), not an inherited descriptor.
+pub(crate) fn is_tcp_on_port(msg: &Value) -> bool {
+    let udp = matches!(
+        msg.get("addressType").and_then(Value::as_str),
+        Some("udp4") | Some("udp6")
+    );
+    let port = msg.get("port").and_then(Value::as_i64).unwrap_or(0);
+    let fd = msg.get("fd").and_then(Value::as_i64).unwrap_or(-1);
+    !udp && fd < 0 && port >= 0
+}
+
 pub(crate) fn neg_errno(e: &io::Error) -> i64 {
     -(e.raw_os_error().unwrap_or(libc::EINVAL) as i64)
 }
@@ -392,7 +404,7 @@ impl Reactor {
             }
         }
         let data = Value::Undefined;
-        let tcp_port = !udp && fd < 0 && port >= 0;
+        let tcp_port = is_tcp_on_port(msg);
         if self.policy == Policy::ReusePort && tcp_port {
             return Entry {
                 server: Server::ReusePort(ReusePort::new(address, port as u16, flags & 1 != 0)),
