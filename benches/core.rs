@@ -6,10 +6,10 @@
 //! `cargo bench` runs them; `cargo test --benches` runs each once.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use native_cluster::core::balance::round_robin::RoundRobin;
-use native_cluster::core::framing::{self, FrameDecoder, Serialization};
-use native_cluster::core::value::Value;
-use native_cluster::core::{json, wire};
+use native_cluster::core::codec::framing::{self, FrameDecoder, Serialization};
+use native_cluster::core::codec::value::Value;
+use native_cluster::core::codec::{json, wire};
+use native_cluster::core::protocol::balance::round_robin::RoundRobin;
 use std::hint::black_box;
 use std::time::Duration;
 

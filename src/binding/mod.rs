@@ -2,12 +2,12 @@
 //! cluster logic. Events reach JavaScript through one weak thread-safe
 //! function, in batches; JavaScript refs it while workers are alive.
 
-use crate::core::balance::Policy;
-use crate::core::event::{Command, Event};
-use crate::core::framing::Serialization;
-use crate::core::primary::{CoreError, Primary};
-use crate::core::spawn::{SpawnSpec, StdioSlot};
-use crate::core::sys::ExitStatus;
+use crate::core::codec::framing::Serialization;
+use crate::core::io::spawn::{SpawnSpec, StdioSlot};
+use crate::core::io::Command;
+use crate::core::io::{CoreError, Primary};
+use crate::core::protocol::balance::Policy;
+use crate::core::protocol::event::{Event, ExitStatus};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
@@ -16,7 +16,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 
 use std::sync::{Arc, Mutex};
 
-type EventFn = ThreadsafeFunction<Vec<Event>, (), Vec<RawEvent>, Status, false, true>;
+type EventFn = ThreadsafeFunction<Vec<Event<OwnedFd>>, (), Vec<RawEvent>, Status, false, true>;
 
 struct State {
     primary: Primary,
@@ -76,7 +76,7 @@ impl RawEvent {
     }
 }
 
-fn to_raw(ev: Event) -> RawEvent {
+fn to_raw(ev: Event<OwnedFd>) -> RawEvent {
     match ev {
         Event::Online { id } => RawEvent::new("online", id),
         Event::Listening { id, info } => RawEvent {
@@ -157,7 +157,7 @@ pub fn start(callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
         return Ok(());
     }
     let tsfn: EventFn = callback
-        .build_threadsafe_function::<Vec<Event>>()
+        .build_threadsafe_function::<Vec<Event<OwnedFd>>>()
         .callee_handled::<false>()
         .weak::<true>()
         .build_callback(|ctx| Ok(ctx.value.into_iter().map(to_raw).collect::<Vec<_>>()))?;
@@ -337,7 +337,7 @@ pub fn send_text(id: u32, frame: String) -> Result<()> {
 
 fn queue_frame(id: u32, frame: Vec<u8>, fd: Option<i32>) -> Result<()> {
     let fd = match fd {
-        Some(fd) => Some(crate::core::sys::dup_cloexec(fd).map_err(|e| {
+        Some(fd) => Some(crate::core::io::sys::dup_cloexec(fd).map_err(|e| {
             Error::new(
                 Status::InvalidArg,
                 format!("cannot send descriptor {fd}: {e}"),
@@ -397,7 +397,7 @@ pub fn flush(timeout_ms: u32) -> Result<()> {
 #[napi]
 pub fn listened(bind: u32, fd: i32, errno: i32) -> Result<()> {
     let result = if fd >= 0 {
-        crate::core::sys::dup_cloexec(fd)
+        crate::core::io::sys::dup_cloexec(fd)
             .map_err(|e| -(e.raw_os_error().unwrap_or(libc::EBADF) as i64))
     } else {
         Err(errno.into())

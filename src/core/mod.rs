@@ -1,23 +1,9 @@
-//! The cluster primary in plain Rust: spawning workers, their IPC channels,
-//! Node's cluster protocol and connection distribution, all on one I/O
-//! thread. Knows nothing about N-API.
+//! The cluster primary in plain Rust, knowing nothing about N-API, in three
+//! layers: `codec` (Node's IPC wire formats), `protocol` (every decision of
+//! the primary, as a state machine without I/O) and `io` (the tokio driver
+//! that owns the descriptors, performs the protocol's outputs and spawns
+//! the workers).
 
-pub mod balance;
-pub mod event;
-pub mod framing;
-pub mod js_listen;
-pub mod json;
-pub mod listen;
-pub mod outbox;
-pub mod poller;
-pub mod primary;
+pub mod codec;
+pub mod io;
 pub mod protocol;
-pub mod reactor;
-pub mod reuseport_sockets;
-pub mod scm;
-pub mod servers;
-pub mod spawn;
-pub mod sys;
-pub mod value;
-pub mod waker;
-pub mod wire;

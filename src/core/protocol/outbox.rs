@@ -2,12 +2,13 @@
 //! writes resumed, and Node's handle discipline — while a frame carrying a
 //! descriptor waits for `NODE_HANDLE_ACK`, nothing but ACK/NACK frames may
 //! pass; a NACK retransmits the handle, at most [`MAX_RETRANSMISSIONS`] times.
+//!
+//! No I/O here: the driver asks for the next bytes with
+//! [`Outbox::transmit`], writes what the socket takes, and reports it with
+//! [`Outbox::written`].
 
-use crate::core::scm;
+use crate::core::protocol::fd::{FdId, Handle};
 use std::collections::VecDeque;
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::rc::Rc;
 
 pub const MAX_RETRANSMISSIONS: u32 = 3;
 
@@ -20,7 +21,7 @@ pub struct Frame {
     pub bytes: Vec<u8>,
     /// Shared because the balancer may still own the same connection while
     /// the frame waits for its ACK.
-    pub fd: Option<Rc<OwnedFd>>,
+    pub fd: Option<Handle>,
 }
 
 impl Frame {
@@ -121,135 +122,134 @@ impl Outbox {
         AckOutcome::Retransmitting
     }
 
-    /// Writes until the socket is full or nothing may be sent.
-    pub fn flush(&mut self, sock: RawFd) -> io::Result<()> {
-        loop {
-            if self.current.is_none() {
-                let next = if let Some(f) = self.priority.pop_front() {
-                    Some((f, false))
-                } else if self.awaiting_ack.is_none() {
-                    self.queue.pop_front().map(|f| {
-                        let gated = f.fd.is_some();
-                        (f, gated)
-                    })
-                } else {
-                    None
-                };
-                match next {
-                    Some((f, gated)) => self.current = Some((f, 0, gated)),
-                    None => return Ok(()),
-                }
-            }
-            let Some((frame, off, gated)) = self.current.as_mut() else {
-                return Ok(());
-            };
-            let fd = if *off == 0 {
-                frame.fd.as_ref().map(|f| f.as_raw_fd())
+    /// The bytes to write next and, at the start of a frame, the descriptor
+    /// that must travel with its first byte. `None`: nothing may be sent now.
+    pub fn transmit(&mut self) -> Option<(&[u8], Option<FdId>)> {
+        if self.current.is_none() {
+            let next = if let Some(f) = self.priority.pop_front() {
+                (f, false)
+            } else if self.awaiting_ack.is_none() {
+                let f = self.queue.pop_front()?;
+                let gated = f.fd.is_some();
+                (f, gated)
             } else {
-                None
+                return None;
             };
-            match scm::send(sock, &frame.bytes[*off..], fd) {
-                Ok(n) => {
-                    *off += n;
-                    if *off >= frame.bytes.len() {
-                        let gated = *gated;
-                        if let Some((frame, _, _)) = self.current.take() {
-                            if gated {
-                                let retransmissions = std::mem::take(&mut self.pending_retries);
-                                self.awaiting_ack = Some(InFlight {
-                                    frame,
-                                    retransmissions,
-                                });
-                            }
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
+            self.current = Some((next.0, 0, next.1));
+        }
+        let (frame, off, _) = self.current.as_ref()?;
+        let fd = if *off == 0 {
+            frame.fd.as_ref().map(Handle::id)
+        } else {
+            None
+        };
+        Some((&frame.bytes[*off..], fd))
+    }
+
+    /// `n` bytes of what [`Self::transmit`] returned were written.
+    pub fn written(&mut self, n: usize) {
+        let Some((frame, off, gated)) = self.current.as_mut() else {
+            return;
+        };
+        *off += n;
+        if *off < frame.bytes.len() {
+            return;
+        }
+        let gated = *gated;
+        if let Some((frame, _, _)) = self.current.take() {
+            if gated {
+                let retransmissions = std::mem::take(&mut self.pending_retries);
+                self.awaiting_ack = Some(InFlight {
+                    frame,
+                    retransmissions,
+                });
             }
         }
+    }
+
+    /// Frames and descriptors held, for bounds checks.
+    pub fn frames(&self) -> usize {
+        self.queue.len()
+            + self.priority.len()
+            + usize::from(self.current.is_some())
+            + usize::from(self.awaiting_ack.is_some())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::sys;
+    use crate::core::protocol::fd::Released;
 
-    fn read_all(fd: RawFd) -> (Vec<u8>, usize) {
-        let mut buf = vec![0u8; 4096];
-        let mut fds = Vec::new();
-        let n = scm::recv(fd, &mut buf, &mut fds).expect("recv");
-        buf.truncate(n);
-        (buf, fds.len())
+    /// Writes everything that may go now, `chunk` bytes at a time.
+    fn drain(out: &mut Outbox, chunk: usize) -> (Vec<u8>, Vec<FdId>) {
+        let (mut bytes, mut fds) = (Vec::new(), Vec::new());
+        while let Some((b, fd)) = out.transmit() {
+            let n = b.len().min(chunk);
+            bytes.extend_from_slice(&b[..n]);
+            fds.extend(fd);
+            out.written(n);
+        }
+        (bytes, fds)
+    }
+
+    fn handle(id: u64, released: &Released) -> Option<Handle> {
+        Some(Handle::new(FdId(id), released))
     }
 
     #[test]
     fn handle_gates_later_frames_until_ack() {
-        let (a, b) = sys::socketpair().expect("socketpair");
-        let (x, _y) = sys::socketpair().expect("socketpair");
+        let released = Released::default();
         let mut out = Outbox::default();
         out.push(Frame {
             bytes: b"H\n".to_vec(),
-            fd: Some(Rc::new(x)),
+            fd: handle(9, &released),
         });
         out.push(Frame::plain(b"after\n".to_vec()));
-        out.flush(a.as_raw_fd()).expect("flush");
-        assert_eq!(read_all(b.as_raw_fd()), (b"H\n".to_vec(), 1));
+        assert_eq!(drain(&mut out, 1), (b"H\n".to_vec(), vec![FdId(9)]));
         assert!(!out.wants_write(), "plain frame must wait for the ACK");
         out.push_priority(Frame::plain(b"ACK\n".to_vec()));
-        out.flush(a.as_raw_fd()).expect("flush");
-        assert_eq!(read_all(b.as_raw_fd()).0, b"ACK\n".to_vec());
+        assert_eq!(drain(&mut out, 64).0, b"ACK\n".to_vec());
+        assert!(released.borrow().is_empty(), "kept until acknowledged");
         assert_eq!(out.on_ack(true), AckOutcome::Acked);
-        out.flush(a.as_raw_fd()).expect("flush");
-        assert_eq!(read_all(b.as_raw_fd()).0, b"after\n".to_vec());
+        assert_eq!(*released.borrow(), vec![FdId(9)]);
+        assert_eq!(drain(&mut out, 64).0, b"after\n".to_vec());
         assert!(out.is_idle());
     }
 
     #[test]
     fn plain_frames_merge_but_never_into_a_handle_frame() {
-        let (a, b) = sys::socketpair().expect("socketpair");
-        let (x, _y) = sys::socketpair().expect("socketpair");
+        let released = Released::default();
         let mut out = Outbox::default();
         out.push(Frame::plain(b"1\n".to_vec()));
         out.push(Frame::plain(b"2\n".to_vec()));
         out.push(Frame {
             bytes: b"H\n".to_vec(),
-            fd: Some(Rc::new(x)),
+            fd: handle(3, &released),
         });
         out.push(Frame::plain(b"3\n".to_vec()));
         assert_eq!(out.queue.len(), 3, "1 and 2 merged; H and 3 stay apart");
-        out.flush(a.as_raw_fd()).expect("flush");
-        let (mut bytes, mut fds) = (Vec::new(), 0);
-        while bytes.len() < 6 {
-            let (chunk, n) = read_all(b.as_raw_fd());
-            bytes.extend(chunk);
-            fds += n;
-        }
-        assert_eq!((bytes, fds), (b"1\n2\nH\n".to_vec(), 1));
+        assert_eq!(drain(&mut out, 5), (b"1\n2\nH\n".to_vec(), vec![FdId(3)]));
         out.on_ack(true);
-        out.flush(a.as_raw_fd()).expect("flush");
-        assert_eq!(read_all(b.as_raw_fd()).0, b"3\n".to_vec());
+        assert_eq!(drain(&mut out, 5).0, b"3\n".to_vec());
     }
 
     #[test]
     fn nack_retransmits_three_times_then_gives_up() {
-        let (a, b) = sys::socketpair().expect("socketpair");
-        let (x, _y) = sys::socketpair().expect("socketpair");
+        let released = Released::default();
         let mut out = Outbox::default();
         out.push(Frame {
             bytes: b"H\n".to_vec(),
-            fd: Some(Rc::new(x)),
+            fd: handle(4, &released),
         });
-        out.flush(a.as_raw_fd()).expect("flush");
-        assert_eq!(read_all(b.as_raw_fd()), (b"H\n".to_vec(), 1));
+        assert_eq!(drain(&mut out, 64), (b"H\n".to_vec(), vec![FdId(4)]));
         for _ in 0..MAX_RETRANSMISSIONS {
             assert_eq!(out.on_ack(false), AckOutcome::Retransmitting);
-            out.flush(a.as_raw_fd()).expect("flush");
-            assert_eq!(read_all(b.as_raw_fd()), (b"H\n".to_vec(), 1));
+            assert_eq!(drain(&mut out, 64), (b"H\n".to_vec(), vec![FdId(4)]));
         }
         assert_eq!(out.on_ack(false), AckOutcome::GaveUp);
         assert!(out.is_idle());
+        assert_eq!(*released.borrow(), vec![FdId(4)]);
         assert_eq!(out.on_ack(true), AckOutcome::Unexpected);
     }
 }

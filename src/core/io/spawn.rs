@@ -2,7 +2,7 @@
 //! executable with its argv and env, stdio laid out slot by slot, and the IPC
 //! channel end placed at its slot without close-on-exec.
 
-use crate::core::sys;
+use crate::core::io::sys;
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io;
@@ -212,6 +212,9 @@ fn spawn_fast(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, SpawnEr
     envp.push(std::ptr::null());
     let base = lift_base(moves);
     let cwd_ptr = cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // glibc's SIGRTMAX() is a function call that is not on the
+    // async-signal-safe list, so it is asked here, before forking.
+    let sigrtmax = libc::SIGRTMAX();
 
     // SAFETY: fork itself is a plain syscall. In the child only
     // async-signal-safe calls run (sigaction, sigprocmask, dup2, close,
@@ -229,7 +232,7 @@ fn spawn_fast(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, SpawnEr
         // ignores SIGPIPE, for one; dispositions survive exec).
         let mut dfl: libc::sigaction = std::mem::zeroed();
         dfl.sa_sigaction = libc::SIG_DFL;
-        for sig in 1..libc::SIGRTMAX() {
+        for sig in 1..sigrtmax {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::sigaction(sig, &dfl, std::ptr::null_mut());
             }

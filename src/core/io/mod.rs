@@ -1,17 +1,95 @@
-//! The core's public face: starts the I/O thread and feeds it commands.
-//! Spawning happens on the caller's thread so `fork()` can return the pid
-//! synchronously, as Node's does; everything after that is the I/O thread's.
+//! The I/O layer: a `current_thread` tokio runtime on its own thread drives
+//! the protocol state machine ([`crate::core::protocol`]) with real
+//! descriptors — worker channels (`sendmsg`/`recvmsg` with `SCM_RIGHTS`),
+//! listening sockets, pidfds — and spawns the workers. It decides nothing:
+//! it reads, feeds the protocol, and does what the protocol says.
+//!
+//! This module is its public face: [`Primary`] starts the thread and feeds
+//! it [`Command`]s from JavaScript; `driver` is the loop, `fds` the table of
+//! descriptor tokens, `sockets`/`scm`/`sys` the syscalls, `spawn` the
+//! fork/exec path.
 
-use crate::core::event::{Command, Event};
-use crate::core::framing::Serialization;
-use crate::core::reactor::{Launches, PidFds, Reactor};
-use crate::core::spawn::{self, Prepared, SpawnError, SpawnSpec};
-use crate::core::waker::Waker;
-use crossbeam_channel::Sender;
+mod driver;
+mod fds;
+mod open;
+pub mod scm;
+pub mod sockets;
+pub mod spawn;
+pub mod sys;
+
+use crate::core::codec::framing::Serialization;
+use crate::core::protocol::balance::Policy;
+use crate::core::protocol::event::Event;
+use spawn::{ChildEnds, Prepared, SpawnError, SpawnSpec};
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Receives each batch of events, on the I/O thread.
+pub type Sink = Box<dyn FnMut(Vec<Event<OwnedFd>>) + Send>;
+
+/// Exit-notification descriptors, shared with the JavaScript thread so it can
+/// signal a worker without racing the reaper.
+pub type PidFds = Arc<Mutex<HashMap<u32, Arc<OwnedFd>>>>;
+
+/// How each launch ended (pid, or errno), until the JavaScript thread has
+/// asked; the condvar wakes a thread waiting for a pid.
+pub type Launches = Arc<(Mutex<HashMap<u32, Result<i32, i32>>>, Condvar)>;
+
+#[derive(Debug)]
+pub enum Command {
+    /// Take over a freshly spawned worker's channel and exit notification.
+    Adopt {
+        id: u32,
+        pid: i32,
+        pidfd: OwnedFd,
+        channel: OwnedFd,
+        serialization: Serialization,
+    },
+    /// Fork and exec a worker whose descriptors are already laid out, then
+    /// adopt it. Done here so that `fork()` in JavaScript does not wait.
+    Launch {
+        id: u32,
+        spec: Box<SpawnSpec>,
+        channel: OwnedFd,
+        child: ChildEnds,
+        serialization: Serialization,
+    },
+    /// A complete frame from JavaScript, optionally carrying a descriptor
+    /// (then the frame is a `NODE_HANDLE` envelope).
+    Send {
+        id: u32,
+        frame: Vec<u8>,
+        fd: Option<OwnedFd>,
+    },
+    /// `worker.disconnect()`: ask the worker to close its servers and leave.
+    Disconnect {
+        id: u32,
+    },
+    /// `worker.process.disconnect()`: close the channel once queued frames
+    /// are out.
+    CloseChannel {
+        id: u32,
+    },
+    /// Scheduling policy and handle-key style, fixed at the first fork.
+    Configure {
+        policy: Policy,
+        key_with_index: bool,
+    },
+    /// JavaScript listened for [`Event::Listen`] `bind`: the listening
+    /// socket (a copy, ours to keep) or Node's negative errno.
+    Listened {
+        bind: u32,
+        result: Result<OwnedFd, i64>,
+    },
+    /// Write out everything queued so far, then answer (the process is
+    /// about to exit and queued frames would otherwise be lost).
+    Flush(crossbeam_channel::Sender<()>),
+    Shutdown,
+}
 
 #[derive(Debug)]
 pub enum CoreError {
@@ -40,38 +118,43 @@ impl From<io::Error> for CoreError {
 }
 
 pub struct Primary {
-    tx: Sender<Command>,
-    waker: Arc<Waker>,
+    tx: UnboundedSender<Command>,
     pidfds: PidFds,
     launches: Launches,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Primary {
-    pub fn start(sink: impl FnMut(Vec<Event>) + Send + 'static) -> Result<Primary, CoreError> {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let waker = Arc::new(Waker::new()?);
+    pub fn start(
+        sink: impl FnMut(Vec<Event<OwnedFd>>) + Send + 'static,
+    ) -> Result<Primary, CoreError> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let pidfds = PidFds::default();
         let launches = Launches::default();
-        // The reactor holds non-Send state (shared descriptors), so it is
-        // built on its own thread; startup errors come back over `ready`.
+        // The driver holds non-Send state (descriptor tables, the protocol),
+        // so it is built on its own thread; startup errors come back over
+        // `ready`.
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<()>>(1);
-        let (w, p, l) = (waker.clone(), pidfds.clone(), launches.clone());
+        let (p, l) = (pidfds.clone(), launches.clone());
         let thread = std::thread::Builder::new()
             .name("native-cluster-io".into())
-            .spawn(move || match Reactor::new(w, rx, Box::new(sink), p, l) {
-                Ok(reactor) => {
-                    let _ = ready_tx.send(Ok(()));
-                    reactor.run();
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build();
+                match runtime {
+                    Ok(runtime) => {
+                        let _ = ready_tx.send(Ok(()));
+                        driver::run(&runtime, rx, Box::new(sink), p, l);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
                 }
             })?;
         ready_rx.recv().map_err(|_| CoreError::Stopped)??;
         Ok(Primary {
             tx,
-            waker,
             pidfds,
             launches,
             thread: Some(thread),
@@ -79,9 +162,7 @@ impl Primary {
     }
 
     pub fn command(&self, cmd: Command) -> Result<(), CoreError> {
-        self.tx.send(cmd).map_err(|_| CoreError::Stopped)?;
-        self.waker.wake()?;
-        Ok(())
+        self.tx.send(cmd).map_err(|_| CoreError::Stopped)
     }
 
     /// Waits (at most `timeout`) until the I/O thread has written every
@@ -135,7 +216,7 @@ impl Primary {
             .ok()
             .and_then(|m| m.get(&id).cloned())
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
-        crate::core::sys::pidfd_send_signal(&pidfd, signal)
+        sys::pidfd_send_signal(&pidfd, signal)
     }
 }
 
@@ -152,14 +233,17 @@ impl Drop for Primary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::framing::FrameDecoder;
-    use crate::core::{scm, sys};
+    use crate::core::codec::framing::FrameDecoder;
     use std::os::fd::AsRawFd;
     use std::time::Duration;
 
     /// A primary whose worker 1 is the far end of a socketpair held by the
     /// test, so the test can misbehave exactly as a broken peer would.
-    fn primary_with_fake_worker() -> (Primary, OwnedFd, crossbeam_channel::Receiver<Event>) {
+    fn primary_with_fake_worker() -> (
+        Primary,
+        OwnedFd,
+        crossbeam_channel::Receiver<Event<OwnedFd>>,
+    ) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let primary = Primary::start(move |batch| {
             for ev in batch {
@@ -216,7 +300,7 @@ mod tests {
         assert_eq!(reader.join().expect("reader"), N);
     }
 
-    fn next(rx: &crossbeam_channel::Receiver<Event>) -> Event {
+    fn next(rx: &crossbeam_channel::Receiver<Event<OwnedFd>>) -> Event<OwnedFd> {
         rx.recv_timeout(Duration::from_secs(5)).expect("an event")
     }
 
@@ -304,7 +388,7 @@ mod tests {
 
     const QUERY: &[u8] = b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"seq\":7,\"address\":\"127.0.0.1\",\"port\":0,\"addressType\":4,\"fd\":-1,\"flags\":0,\"backlog\":127,\"index\":0}\n";
 
-    fn expect_listen(rx: &crossbeam_channel::Receiver<Event>) -> (u32, String) {
+    fn expect_listen(rx: &crossbeam_channel::Receiver<Event<OwnedFd>>) -> (u32, String) {
         match next(rx) {
             Event::Listen { bind, options } => (bind, options),
             other => panic!("unexpected {other:?}"),

@@ -2,9 +2,11 @@
 //! `serialization: 'advanced'` IPC channel carry) for the plain-data subset
 //! that cluster messages use. Anything richer is reported as unsupported so
 //! the caller can hand the message to JavaScript to decode itself.
+//! No crate handles Node's host objects (array buffer views, written by
+//! Node's serializer delegate), hence our own V8 codec.
 
-use crate::core::json::{array_index, js_number_to_string, Props};
-use crate::core::value::Value;
+use crate::core::codec::json::{array_index, js_number_to_string, Props};
+use crate::core::codec::value::Value;
 use std::fmt;
 
 /// Same bound as the JSON codec, for the same reason: hostile nesting must

@@ -81,6 +81,11 @@ impl<C> RoundRobin<C> {
         }
     }
 
+    /// Connections waiting for a worker.
+    pub fn queued(&self) -> impl Iterator<Item = &C> {
+        self.pending.iter()
+    }
+
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }

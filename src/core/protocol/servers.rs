@@ -1,50 +1,57 @@
 //! The registry of servers shared with workers, keyed the way Node's primary
 //! keys them, and the kinds of server: primary-accepted (round-robin or
 //! sticky), shared (the primary only binds and sends the socket), reuseport
-//! (a socket of its own per worker), and a primary-accepted server whose
-//! socket the primary's JavaScript is still creating.
+//! (a socket of its own per worker), and a server whose socket the driver
+//! (or the primary's JavaScript) is still opening.
 
-use crate::core::balance::reuseport::{Left, ReusePort};
-use crate::core::balance::Balancer;
-use crate::core::value::Value;
+use crate::core::codec::value::Value;
+use crate::core::protocol::balance::reuseport::{Left, ReusePort};
+use crate::core::protocol::balance::Balancer;
+use crate::core::protocol::fd::{FdId, Handle};
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
-use std::rc::Rc;
 
 pub enum Server {
     Accepting(AcceptingServer),
     Shared(SharedServer),
-    Binding(BindingServer),
+    Opening(OpeningServer),
     ReusePort(ReusePort<Conn>),
 }
 
-/// A primary-accepted TCP server being listened on by the primary's
-/// JavaScript; the queries of the workers that asked for it wait here, in
-/// order.
-pub struct BindingServer {
+/// What an opening server becomes once its socket is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Becomes {
+    /// Primary-accepted; `pipe`: a Unix socket (no `sockname` in replies).
+    Accepting { pipe: bool },
+    /// Bound here, listened on by the workers.
+    Shared { handle_type: &'static str },
+}
+
+/// A server whose socket is being opened; the queries of the workers that
+/// asked for it wait here, in order.
+pub struct OpeningServer {
     pub bind_id: u32,
+    pub becomes: Becomes,
     /// Worker id and its `queryServer` message.
     pub waiters: Vec<(u32, Value)>,
 }
 
 /// An accepted connection and its client's stickiness key.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Conn {
-    pub fd: Rc<OwnedFd>,
+    pub fd: Handle,
     pub client: u64,
 }
 
 /// A server whose connections the primary accepts (round-robin or sticky).
 pub struct AcceptingServer {
-    pub listener: OwnedFd,
-    pub listener_id: u64,
+    pub listener: Handle,
     pub balancer: Balancer<Conn>,
     /// `{address, family, port}` for TCP; `None` for a Unix socket.
     pub sockname: Option<Value>,
 }
 
 pub struct SharedServer {
-    pub handle: Option<Rc<OwnedFd>>,
+    pub handle: Option<Handle>,
     /// `net.Native` or `dgram.Native`.
     pub handle_type: &'static str,
     /// Node's negative errno of the bind, 0 on success.
@@ -56,18 +63,6 @@ pub struct Entry {
     pub server: Server,
     /// Custom server data (TLS ticket keys) from the first worker that had any.
     pub data: Value,
-    /// A Unix socket file the primary bound: removed when the server closes,
-    /// as libuv does for its own pipe servers.
-    pub socket_path: Option<String>,
-}
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        if let Some(path) = self.socket_path.take() {
-            // Already gone (someone else removed it) is fine.
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
 
 /// A connection handed to a worker and not yet answered.
@@ -77,35 +72,46 @@ pub struct InFlightConn {
     pub conn: Conn,
 }
 
+/// Where an open request's answer goes.
+pub enum OpenFor {
+    /// The opening server under this key (registered, or replacing the
+    /// registered one when `replaces`).
+    Server { key: String, replaces: bool },
+    /// A reuseport server's next member socket.
+    ReusePort { key: String },
+}
+
 #[derive(Default)]
 pub struct Servers {
     pub by_key: HashMap<String, Entry>,
-    pub listeners: HashMap<u64, String>,
-    pub next_listener: u64,
+    /// Listening sockets accepted on → their server's key.
+    pub listeners: HashMap<FdId, String>,
     /// newconn `seq` → connection awaiting the worker's `accepted` reply.
     pub in_flight: HashMap<u64, InFlightConn>,
     /// Servers replaced under their key (Node 22+ re-listen) that workers
     /// still hold.
     pub orphans: Vec<(String, Entry)>,
     /// Node 22+: new servers for a key a worker already holds, still being
-    /// listened on; they replace the registered one once listening.
+    /// opened; they replace the registered one once listening.
     pub replacing: HashMap<u32, (String, Entry)>,
+    /// Open requests not yet answered.
+    pub opens: HashMap<u32, OpenFor>,
     pub next_bind: u32,
-    /// What workers' leaving left for the I/O thread to do.
+    /// What workers' leaving left to do.
     pub departures: Departures,
 }
 
-/// Work a worker's leaving leaves for the I/O thread, which owns the poller
-/// and the channels.
+/// Work a worker's leaving leaves behind, done once the registry is
+/// consistent again.
 #[derive(Default)]
 pub struct Departures {
     /// Connections queued for the leaver, re-homed to a worker that must be
     /// sent them now (sticky servers).
     pub rehomed: Vec<(String, u32, Conn)>,
     /// Reuseport sockets the leaver vacated: the primary accepts from them.
-    pub vacated: Vec<(String, Rc<OwnedFd>)>,
-    /// Vacant sockets (listener ids) of closed servers: stop polling them.
-    pub retired: Vec<(u64, Rc<OwnedFd>)>,
+    pub vacated: Vec<(String, Handle)>,
+    /// Listening sockets no longer accepted on (closed servers).
+    pub retired: Vec<Handle>,
 }
 
 impl Entry {
@@ -113,15 +119,8 @@ impl Entry {
         match &self.server {
             Server::Accepting(s) => s.balancer.contains(worker),
             Server::Shared(s) => s.workers.contains(&worker),
-            Server::Binding(s) => s.waiters.iter().any(|(w, _)| *w == worker),
+            Server::Opening(s) => s.waiters.iter().any(|(w, _)| *w == worker),
             Server::ReusePort(s) => s.contains(worker),
-        }
-    }
-
-    pub fn errno(&self) -> i64 {
-        match &self.server {
-            Server::Shared(s) => s.errno,
-            Server::Accepting(_) | Server::Binding(_) | Server::ReusePort(_) => 0,
         }
     }
 
@@ -138,6 +137,7 @@ impl Entry {
                 if last {
                     // Connections nobody will take are closed with the server.
                     drop(s.balancer.drain());
+                    out.retired.push(s.listener.clone());
                 }
                 last
             }
@@ -159,9 +159,9 @@ impl Entry {
                     true
                 }
             },
-            // The server stays registered until its listen settles, so that
+            // The server stays registered until its open settles, so that
             // a worker asking meanwhile joins it rather than binding twice.
-            Server::Binding(s) => {
+            Server::Opening(s) => {
                 s.waiters.retain(|(w, _)| *w != worker);
                 false
             }
@@ -172,7 +172,7 @@ impl Entry {
     pub fn is_unused(&self) -> bool {
         match &self.server {
             Server::Shared(s) => s.workers.is_empty(),
-            Server::ReusePort(s) => s.is_empty(),
+            Server::ReusePort(s) => s.is_empty() && !s.is_opening(),
             _ => false,
         }
     }
@@ -189,7 +189,7 @@ impl Servers {
         }
         if let Some(entry) = self.by_key.remove(key) {
             if let Server::Accepting(s) = &entry.server {
-                self.listeners.remove(&s.listener_id);
+                self.listeners.remove(&s.listener.id());
             }
         }
         true
@@ -209,5 +209,11 @@ impl Servers {
 
     pub fn keys(&self) -> Vec<String> {
         self.by_key.keys().cloned().collect()
+    }
+
+    pub fn next_bind_id(&mut self) -> u32 {
+        let id = self.next_bind;
+        self.next_bind = self.next_bind.wrapping_add(1);
+        id
     }
 }

@@ -9,9 +9,9 @@
 //! restart loses none. The next worker to ask takes a vacant socket over
 //! instead of growing the group.
 
-use crate::core::balance::round_robin::RoundRobin;
-use std::os::fd::OwnedFd;
-use std::rc::Rc;
+use crate::core::codec::value::Value;
+use crate::core::protocol::balance::round_robin::RoundRobin;
+use crate::core::protocol::fd::Handle;
 
 pub struct ReusePort<C> {
     pub address: Option<String>,
@@ -19,9 +19,15 @@ pub struct ReusePort<C> {
     pub port: u16,
     pub ipv6_only: bool,
     /// Each member worker's socket.
-    pub sockets: Vec<(u32, Rc<OwnedFd>)>,
-    /// Sockets whose worker left, by listener id, accepted from by the primary.
-    pub vacant: Vec<(u64, Rc<OwnedFd>)>,
+    pub sockets: Vec<(u32, Handle)>,
+    /// Sockets whose worker left, accepted from by the primary.
+    pub vacant: Vec<Handle>,
+    /// The open request of the next member's socket, if one is on its way;
+    /// sockets are opened one at a time, so that with port 0 the first one
+    /// picks the port the others join.
+    pub opening: Option<u32>,
+    /// Workers (with their `queryServer`) waiting for a socket, in order.
+    pub waiting: Vec<(u32, Value)>,
     /// Hands out what the primary accepts from vacant sockets.
     pub balancer: RoundRobin<C>,
 }
@@ -31,10 +37,10 @@ pub enum Left {
     /// It was not a member.
     NotMember,
     /// Its socket is now vacant: start accepting from it.
-    Vacated(Rc<OwnedFd>),
+    Vacated(Handle),
     /// It was the last member: the server closes; stop accepting from
-    /// these vacant sockets (listener ids) before they are closed.
-    Closed(Vec<(u64, Rc<OwnedFd>)>),
+    /// these vacant sockets before they are closed.
+    Closed(Vec<Handle>),
 }
 
 impl<C> ReusePort<C> {
@@ -45,6 +51,8 @@ impl<C> ReusePort<C> {
             ipv6_only,
             sockets: Vec::new(),
             vacant: Vec::new(),
+            opening: None,
+            waiting: Vec::new(),
             balancer: RoundRobin::default(),
         }
     }
@@ -57,12 +65,20 @@ impl<C> ReusePort<C> {
         self.sockets.is_empty()
     }
 
-    /// A vacant socket for a new member, if there is one (listener id too).
-    pub fn take_vacant(&mut self) -> Option<(u64, Rc<OwnedFd>)> {
+    pub fn is_waiting(&self, worker: u32) -> bool {
+        self.waiting.iter().any(|(w, _)| *w == worker)
+    }
+
+    pub fn is_opening(&self) -> bool {
+        self.opening.is_some()
+    }
+
+    /// A vacant socket for a new member, if there is one.
+    pub fn take_vacant(&mut self) -> Option<Handle> {
         self.vacant.pop()
     }
 
-    pub fn join(&mut self, worker: u32, socket: Rc<OwnedFd>) {
+    pub fn join(&mut self, worker: u32, socket: Handle) {
         if !self.contains(worker) {
             self.sockets.push((worker, socket));
             self.balancer.add(worker);
@@ -70,12 +86,18 @@ impl<C> ReusePort<C> {
     }
 
     pub fn leave(&mut self, worker: u32) -> Left {
+        let waited = self.is_waiting(worker);
+        self.waiting.retain(|(w, _)| *w != worker);
         let Some(pos) = self.sockets.iter().position(|(w, _)| *w == worker) else {
+            // Only waiting: the server closes if that was all it had.
+            if waited && self.sockets.is_empty() && self.waiting.is_empty() {
+                return Left::Closed(std::mem::take(&mut self.vacant));
+            }
             return Left::NotMember;
         };
         let (_, socket) = self.sockets.remove(pos);
         self.balancer.remove(worker);
-        if self.sockets.is_empty() {
+        if self.sockets.is_empty() && self.waiting.is_empty() {
             self.balancer.drain().for_each(drop);
             Left::Closed(std::mem::take(&mut self.vacant))
         } else {
@@ -87,26 +109,28 @@ impl<C> ReusePort<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::sys;
-
-    fn socket() -> Rc<OwnedFd> {
-        Rc::new(sys::socketpair().expect("socketpair").0)
-    }
+    use crate::core::protocol::fd::{FdId, Released};
 
     #[test]
     fn a_leaver_vacates_its_socket_and_the_last_closes_the_vacant_ones() {
+        let released = Released::default();
         let mut rp: ReusePort<()> = ReusePort::new(None, 0, false);
-        let (a, b) = (socket(), socket());
-        rp.join(1, a.clone());
+        let (a, b) = (
+            Handle::new(FdId(1), &released),
+            Handle::new(FdId(2), &released),
+        );
+        rp.join(1, a);
         rp.join(2, b);
         assert!(matches!(rp.leave(3), Left::NotMember));
         match rp.leave(1) {
-            Left::Vacated(s) => assert!(Rc::ptr_eq(&s, &a)),
+            Left::Vacated(s) => {
+                assert_eq!(s.id(), FdId(1));
+                rp.vacant.push(s);
+            }
             _ => panic!("worker 1's socket should be vacant"),
         }
-        rp.vacant.push((7, a));
         match rp.leave(2) {
-            Left::Closed(v) => assert_eq!(v.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [7]),
+            Left::Closed(v) => assert_eq!(v.iter().map(Handle::id).collect::<Vec<_>>(), [FdId(1)]),
             _ => panic!("the last leaver closes the server"),
         }
         assert!(rp.is_empty());
@@ -114,12 +138,11 @@ mod tests {
 
     #[test]
     fn a_new_member_takes_a_vacant_socket_over() {
+        let released = Released::default();
         let mut rp: ReusePort<()> = ReusePort::new(None, 0, false);
-        let s = socket();
-        rp.vacant.push((3, s.clone()));
-        let (id, taken) = rp.take_vacant().expect("vacant");
-        assert_eq!(id, 3);
-        assert!(Rc::ptr_eq(&taken, &s));
+        rp.vacant.push(Handle::new(FdId(3), &released));
+        let taken = rp.take_vacant().expect("vacant");
+        assert_eq!(taken.id(), FdId(3));
         assert!(rp.take_vacant().is_none());
     }
 }

@@ -91,6 +91,14 @@ impl<C> Balancer<C> {
         }
     }
 
+    /// Connections waiting for a worker.
+    pub fn queued(&self) -> Box<dyn Iterator<Item = &C> + '_> {
+        match self {
+            Balancer::RoundRobin(b) => Box::new(b.queued()),
+            Balancer::Sticky(b) => Box::new(b.queued()),
+        }
+    }
+
     /// Connections nobody took, when the server closes.
     pub fn drain(&mut self) -> Vec<C> {
         match self {

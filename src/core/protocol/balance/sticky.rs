@@ -144,6 +144,15 @@ impl<C> Sticky<C> {
         (self.all.is_empty(), now)
     }
 
+    /// Connections waiting for a worker.
+    pub fn queued(&self) -> impl Iterator<Item = &C> {
+        self.lanes
+            .values()
+            .flat_map(|l| l.queue.iter())
+            .chain(self.unassigned.iter())
+            .map(|(_, c)| c)
+    }
+
     pub fn drain(&mut self) -> Vec<C> {
         let mut out: Vec<C> = self.unassigned.drain(..).map(|(_, c)| c).collect();
         for lane in self.lanes.values_mut() {

@@ -3,9 +3,9 @@
 //! serializer payloads (`serialization: 'advanced'`), plus the glue between
 //! frames and [`Value`]s.
 
-use crate::core::json::{self, JsonError};
-use crate::core::value::Value;
-use crate::core::wire::{self, WireError};
+use crate::core::codec::json::{self, JsonError};
+use crate::core::codec::value::Value;
+use crate::core::codec::wire::{self, WireError};
 use std::fmt;
 
 /// Upper bound for one frame. Node itself has none, but a corrupt length

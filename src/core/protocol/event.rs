@@ -1,66 +1,19 @@
-//! The two message types crossing the I/O thread's boundary: commands in
-//! (from the binding) and events out (to JavaScript).
+//! What the primary tells JavaScript: lifecycle events, user messages in
+//! batches, errors a worker caused, and requests (`Listen`). Generic over
+//! the descriptor type: the protocol emits [`FdId`] tokens, the driver hands
+//! JavaScript real descriptors.
 
-use crate::core::balance::Policy;
-use crate::core::framing::Serialization;
-use crate::core::spawn::{ChildEnds, SpawnSpec};
-use crate::core::sys::ExitStatus;
-use std::os::fd::OwnedFd;
+use crate::core::protocol::fd::FdId;
 
-#[derive(Debug)]
-pub enum Command {
-    /// Take over a freshly spawned worker's channel and exit notification.
-    Adopt {
-        id: u32,
-        pid: i32,
-        pidfd: OwnedFd,
-        channel: OwnedFd,
-        serialization: Serialization,
-    },
-    /// Fork and exec a worker whose descriptors are already laid out, then
-    /// adopt it. Done here so that `fork()` in JavaScript does not wait.
-    Launch {
-        id: u32,
-        spec: Box<SpawnSpec>,
-        channel: OwnedFd,
-        child: ChildEnds,
-        serialization: Serialization,
-    },
-    /// A complete frame from JavaScript, optionally carrying a descriptor
-    /// (then the frame is a `NODE_HANDLE` envelope).
-    Send {
-        id: u32,
-        frame: Vec<u8>,
-        fd: Option<OwnedFd>,
-    },
-    /// `worker.disconnect()`: ask the worker to close its servers and leave.
-    Disconnect {
-        id: u32,
-    },
-    /// `worker.process.disconnect()`: close the channel once queued frames
-    /// are out.
-    CloseChannel {
-        id: u32,
-    },
-    /// Scheduling policy and handle-key style, fixed at the first fork.
-    Configure {
-        policy: Policy,
-        key_with_index: bool,
-    },
-    /// JavaScript listened for [`Event::Listen`] `bind`: the listening
-    /// socket (a copy, ours to keep) or Node's negative errno.
-    Listened {
-        bind: u32,
-        result: Result<OwnedFd, i64>,
-    },
-    /// Write out everything queued so far, then answer (the process is
-    /// about to exit and queued frames would otherwise be lost).
-    Flush(crossbeam_channel::Sender<()>),
-    Shutdown,
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
 }
 
 #[derive(Debug)]
-pub enum Event {
+pub enum Event<F = FdId> {
     Online {
         id: u32,
     },
@@ -87,7 +40,7 @@ pub enum Event {
     Message {
         id: u32,
         payload: Vec<u8>,
-        fd: Option<OwnedFd>,
+        fd: Option<F>,
         handle_type: Option<String>,
     },
     /// An internal message the core has no part in (`NODE_SOCKET_*` socket
@@ -127,23 +80,67 @@ pub enum Event {
     },
     /// Workers asked for a new round-robin TCP server: JavaScript listens
     /// with `net.Server#listen(options)` (JSON text) and answers with
-    /// [`Command::Listened`].
+    /// `Command::Listened`.
     Listen {
         bind: u32,
         options: String,
     },
 }
 
-impl Event {
-    /// Appends a plain user message, joining it to the previous event when
-    /// that is a batch from the same worker.
-    pub fn push_message(events: &mut Vec<Event>, id: u32, json: bool, payload: &[u8]) {
+impl<F> Event<F> {
+    /// The same event with its descriptor (if any) converted by `f`; one
+    /// `f` cannot convert is left out.
+    pub fn map_fd<G>(self, f: impl FnOnce(F) -> Option<G>) -> Event<G> {
+        match self {
+            Event::Online { id } => Event::Online { id },
+            Event::Listening { id, info } => Event::Listening { id, info },
+            Event::Messages {
+                id,
+                json,
+                data,
+                lengths,
+            } => Event::Messages {
+                id,
+                json,
+                data,
+                lengths,
+            },
+            Event::Message {
+                id,
+                payload,
+                fd,
+                handle_type,
+            } => Event::Message {
+                id,
+                payload,
+                fd: fd.and_then(f),
+                handle_type,
+            },
+            Event::Internal { id, payload } => Event::Internal { id, payload },
+            Event::ExitedAfterDisconnect { id } => Event::ExitedAfterDisconnect { id },
+            Event::Disconnect { id } => Event::Disconnect { id },
+            Event::Exit { id, status } => Event::Exit { id, status },
+            Event::Error { id, code, message } => Event::Error { id, code, message },
+            Event::SpawnFailed { id, errno, message } => Event::SpawnFailed { id, errno, message },
+            Event::Warning { id, code, message } => Event::Warning { id, code, message },
+            Event::Listen { bind, options } => Event::Listen { bind, options },
+        }
+    }
+
+    /// A plain user message: joined to `last` when that is a batch from the
+    /// same worker (then `None`), else a new batch event.
+    pub fn append_message(
+        last: Option<&mut Event<F>>,
+        id: u32,
+        json: bool,
+        payload: &[u8],
+    ) -> Option<Event<F>> {
         if let Some(Event::Messages {
             id: last,
             data,
             lengths,
             ..
-        }) = events.last_mut()
+        }) = last
         {
             if *last == id {
                 if json {
@@ -151,7 +148,7 @@ impl Event {
                 }
                 data.extend_from_slice(payload);
                 lengths.push(payload.len() as u32);
-                return;
+                return None;
             }
         }
         let mut data = Vec::with_capacity(payload.len() + 2);
@@ -159,12 +156,12 @@ impl Event {
             data.push(b'[');
         }
         data.extend_from_slice(payload);
-        events.push(Event::Messages {
+        Some(Event::Messages {
             id,
             json,
             data,
             lengths: vec![payload.len() as u32],
-        });
+        })
     }
 }
 
@@ -174,12 +171,17 @@ mod tests {
 
     #[test]
     fn consecutive_messages_of_one_worker_share_a_batch() {
-        let mut ev = Vec::new();
-        Event::push_message(&mut ev, 1, true, b"{\"a\":1}");
-        Event::push_message(&mut ev, 1, true, b"2");
-        Event::push_message(&mut ev, 2, true, b"3");
+        let mut ev: Vec<Event> = Vec::new();
+        let push = |ev: &mut Vec<Event>, id, json, payload: &[u8]| {
+            if let Some(e) = Event::append_message(ev.last_mut(), id, json, payload) {
+                ev.push(e);
+            }
+        };
+        push(&mut ev, 1, true, b"{\"a\":1}");
+        push(&mut ev, 1, true, b"2");
+        push(&mut ev, 2, true, b"3");
         ev.push(Event::Online { id: 1 });
-        Event::push_message(&mut ev, 1, false, b"xy");
+        push(&mut ev, 1, false, b"xy");
         assert_eq!(ev.len(), 4);
         match &ev[0] {
             Event::Messages {

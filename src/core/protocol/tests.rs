@@ -1,0 +1,1108 @@
+//! The protocol driven in memory, without processes or descriptors: a
+//! simulated driver ([`Sim`]) plays the kernel and scripted workers speak
+//! Node's cluster protocol to it. Every descriptor token the simulation
+//! hands in must come back exactly once (closed or given to JavaScript).
+
+use super::*;
+use crate::core::codec::framing::{self, FrameDecoder};
+use crate::core::codec::json;
+use crate::core::codec::value::Value;
+use std::collections::BTreeSet;
+
+/// One frame a worker received, with the descriptor that came with it.
+#[derive(Debug)]
+struct Received {
+    value: Value,
+    fd: Option<FdId>,
+}
+
+#[derive(Default)]
+struct Wire {
+    decoder: Option<FrameDecoder>,
+    /// Descriptors written with a frame's first byte, by stream offset.
+    fds: Vec<(usize, FdId)>,
+    written: usize,
+    consumed: usize,
+    frames: Vec<Received>,
+}
+
+/// A driver in memory: owns the tokens, records what the protocol asks.
+struct Sim {
+    p: Protocol,
+    next_fd: u64,
+    /// Tokens the protocol holds.
+    live: BTreeSet<FdId>,
+    events: Vec<Event>,
+    opens: Vec<(u32, OpenSpec)>,
+    accepting: BTreeSet<FdId>,
+    closed_channels: Vec<u32>,
+    wires: HashMap<u32, Wire>,
+    /// Largest write the simulated sockets take at once.
+    chunk: usize,
+    /// Writes wait until [`Sim::flush`] (a full socket).
+    hold_writes: bool,
+    pending_transmits: BTreeSet<u32>,
+    /// Names the random sequence in failure messages.
+    seed: u64,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        Sim {
+            p: Protocol::new(),
+            next_fd: 100,
+            live: BTreeSet::new(),
+            events: Vec::new(),
+            opens: Vec::new(),
+            accepting: BTreeSet::new(),
+            closed_channels: Vec::new(),
+            wires: HashMap::new(),
+            chunk: usize::MAX,
+            hold_writes: false,
+            pending_transmits: BTreeSet::new(),
+            seed: 0,
+        }
+    }
+
+    fn with_policy(policy: Policy, key_with_index: bool) -> Sim {
+        let mut sim = Sim::new();
+        sim.input(Input::Configure {
+            policy,
+            key_with_index,
+        });
+        sim
+    }
+
+    /// A new descriptor token, handed to the protocol by the next input.
+    fn fd(&mut self) -> FdId {
+        self.next_fd += 1;
+        let id = FdId(self.next_fd);
+        self.live.insert(id);
+        id
+    }
+
+    fn input(&mut self, input: Input<'_>) {
+        self.p.handle(input);
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        loop {
+            self.outputs();
+            if self.hold_writes || self.pending_transmits.is_empty() {
+                break;
+            }
+            self.write_pending();
+        }
+        if let Err(e) = self.p.check_invariants() {
+            panic!("seed {}: invariant broken: {e}", self.seed);
+        }
+    }
+
+    /// Writes whatever is pending, even while writes are held.
+    fn flush(&mut self) {
+        let held = std::mem::replace(&mut self.hold_writes, false);
+        self.drain();
+        self.hold_writes = held;
+    }
+
+    fn outputs(&mut self) {
+        while let Some(out) = self.p.poll_output() {
+            match out {
+                Output::Event(e) => {
+                    if let Event::Message { fd: Some(fd), .. } = &e {
+                        assert!(self.live.remove(fd), "{fd:?} given away but not held");
+                    }
+                    self.events.push(e);
+                }
+                Output::Transmit { id } => {
+                    self.pending_transmits.insert(id);
+                }
+                Output::CloseChannel { id } => {
+                    assert!(
+                        !self.closed_channels.contains(&id),
+                        "channel {id} closed twice"
+                    );
+                    self.closed_channels.push(id);
+                }
+                Output::Open { bind, spec } => self.opens.push((bind, spec)),
+                Output::Accept { listener, .. } => {
+                    assert!(
+                        self.live.contains(&listener),
+                        "accept on unknown {listener:?}"
+                    );
+                    self.accepting.insert(listener);
+                }
+                Output::StopAccept { listener } => {
+                    self.accepting.remove(&listener);
+                }
+                Output::Close { fd } => {
+                    assert!(self.live.remove(&fd), "{fd:?} released twice or never held");
+                    self.accepting.remove(&fd);
+                }
+            }
+        }
+    }
+
+    /// Writes every worker's pending frames, `chunk` bytes at a time.
+    fn write_pending(&mut self) {
+        while let Some(id) = self.pending_transmits.pop_first() {
+            self.p.transmitting(id);
+            let ser = self.p.workers.get(&id).map(|w| w.ser);
+            while let Some((bytes, fd)) = self.p.transmit(id) {
+                let n = bytes.len().min(self.chunk);
+                let chunk = bytes[..n].to_vec();
+                self.record(id, ser, &chunk, fd);
+                self.p.written(id, n);
+            }
+        }
+    }
+
+    /// What a worker's end of the channel reads.
+    fn record(&mut self, id: u32, ser: Option<Serialization>, chunk: &[u8], fd: Option<FdId>) {
+        let ser = ser.unwrap_or(Serialization::Json);
+        let wire = self.wires.entry(id).or_default();
+        if let Some(fd) = fd {
+            wire.fds.push((wire.written, fd));
+        }
+        wire.written += chunk.len();
+        let dec = wire.decoder.get_or_insert_with(|| FrameDecoder::new(ser));
+        dec.push(chunk);
+        while let Ok(Some(payload)) = dec.next_frame() {
+            let start = wire.consumed;
+            let header = if ser == Serialization::Advanced { 4 } else { 1 };
+            wire.consumed += payload.len() + header;
+            let fd = wire
+                .fds
+                .iter()
+                .find(|(at, _)| *at == start)
+                .map(|(_, f)| *f);
+            let value = framing::decode_value(ser, &payload).unwrap_or(Value::Undefined);
+            wire.frames.push(Received { value, fd });
+        }
+    }
+
+    fn worker(&mut self, id: u32, serialization: Serialization) {
+        self.input(Input::Adopted { id, serialization });
+    }
+
+    /// The worker writes `value` as a frame, with `fds` alongside.
+    fn send(&mut self, id: u32, value: &Value, fds: Vec<FdId>) {
+        let ser = self
+            .p
+            .workers
+            .get(&id)
+            .map_or(Serialization::Json, |w| w.ser);
+        let bytes = framing::encode_value(ser, value);
+        self.input(Input::Received {
+            id,
+            bytes: &bytes,
+            fds,
+        });
+    }
+
+    fn send_json(&mut self, id: u32, text: &str) {
+        let value = json::parse(text.as_bytes()).expect("test JSON");
+        self.send(id, &value, Vec::new());
+    }
+
+    /// Frames worker `id` received since the last call.
+    fn frames(&mut self, id: u32) -> Vec<Received> {
+        self.wires
+            .get_mut(&id)
+            .map(|w| std::mem::take(&mut w.frames))
+            .unwrap_or_default()
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Answers the oldest open request: a socket (its token) or an errno.
+    fn answer_open(&mut self, ok: Result<Option<SockName>, i64>) -> (u32, OpenSpec, Option<FdId>) {
+        assert!(!self.opens.is_empty(), "no open request");
+        let (bind, spec) = self.opens.remove(0);
+        let (result, fd) = match ok {
+            Ok(sockname) => {
+                let fd = self.fd();
+                (Ok(Opened { fd, sockname }), Some(fd))
+            }
+            Err(errno) => (Err(errno), None),
+        };
+        self.input(Input::Opened { bind, result });
+        (bind, spec, fd)
+    }
+
+    fn accept(&mut self, listener: FdId, peer: Option<IpAddr>) -> FdId {
+        let conn = self.fd();
+        self.input(Input::Accepted {
+            listener,
+            conn,
+            peer,
+        });
+        conn
+    }
+
+    fn exit(&mut self, id: u32) {
+        self.input(Input::Exited {
+            id,
+            status: ExitStatus::Code(0),
+        });
+    }
+}
+
+fn loopback(port: u16) -> Option<SockName> {
+    Some(SockName {
+        address: "127.0.0.1".into(),
+        ipv6: false,
+        port,
+    })
+}
+
+fn query(seq: u32, port: i64, index: u32) -> String {
+    format!(
+        r#"{{"cmd":"NODE_CLUSTER","act":"queryServer","seq":{seq},"address":"127.0.0.1","port":{port},"addressType":4,"fd":-1,"flags":0,"backlog":511,"index":{index},"data":null}}"#
+    )
+}
+
+fn get<'a>(v: &'a Value, path: &[&str]) -> &'a Value {
+    path.iter()
+        .fold(v, |v, k| v.get(k).unwrap_or(&Value::Undefined))
+}
+
+fn num(v: &Value, path: &[&str]) -> Option<f64> {
+    get(v, path).as_f64()
+}
+
+fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    get(v, path).as_str()
+}
+
+/// A round-robin server on port 8000 that `workers` joined, listening
+/// through JavaScript; returns the listener token.
+fn rr_server(sim: &mut Sim, workers: &[u32]) -> FdId {
+    for (i, &w) in workers.iter().enumerate() {
+        sim.worker(w, Serialization::Json);
+        sim.send_json(w, &query(i as u32 + 1, 8000, 0));
+    }
+    let (_, spec, listener) = sim.answer_open(Ok(loopback(8000)));
+    assert!(matches!(spec, OpenSpec::Js { .. }), "{spec:?}");
+    let listener = listener.expect("a socket");
+    for &w in workers {
+        let replies = sim.frames(w);
+        assert_eq!(replies.len(), 1, "one queryServer reply for worker {w}");
+        assert_eq!(get(&replies[0].value, &["errno"]), &Value::Null);
+    }
+    listener
+}
+
+/// Worker `w` takes the next `newconn` it was sent and answers it.
+fn answer_newconn(sim: &mut Sim, w: u32, accepted: bool) -> FdId {
+    let frames = sim.frames(w);
+    let newconn = frames
+        .iter()
+        .find(|f| text(&f.value, &["msg", "act"]) == Some("newconn"))
+        .unwrap_or_else(|| panic!("worker {w} got no newconn: {frames:?}"));
+    let fd = newconn.fd.expect("newconn carries the connection");
+    let seq = num(&newconn.value, &["msg", "seq"]).expect("seq");
+    sim.send_json(w, r#"{"cmd":"NODE_HANDLE_ACK"}"#);
+    sim.send_json(
+        w,
+        &format!(r#"{{"cmd":"NODE_CLUSTER","ack":{seq},"accepted":{accepted},"seq":99}}"#),
+    );
+    fd
+}
+
+#[test]
+fn online_and_listening_reach_javascript() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    sim.send_json(1, r#"{"cmd":"NODE_CLUSTER","act":"online","seq":0}"#);
+    sim.send_json(
+        1,
+        r#"{"cmd":"NODE_CLUSTER","act":"listening","seq":1,"address":"::","port":80,"addressType":6,"fd":-1}"#,
+    );
+    let events = sim.take_events();
+    assert!(matches!(events[0], Event::Online { id: 1 }));
+    match &events[1] {
+        Event::Listening { id: 1, info } => assert_eq!(
+            info,
+            r#"{"addressType":6,"address":"::","port":80,"fd":-1}"#
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn round_robin_listens_through_javascript_then_hands_off_connections() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    sim.send_json(1, &query(7, 8000, 0));
+    assert!(
+        sim.frames(1).is_empty(),
+        "no reply before the socket exists"
+    );
+    match &sim.opens[0].1 {
+        OpenSpec::Js { options } => assert_eq!(
+            options,
+            r#"{"port":8000,"host":"127.0.0.1","ipv6Only":false,"backlog":511}"#
+        ),
+        other => panic!("{other:?}"),
+    }
+    let (_, _, listener) = sim.answer_open(Ok(loopback(8000)));
+    let listener = listener.expect("socket");
+    assert!(sim.accepting.contains(&listener));
+    let reply = &sim.frames(1)[0].value;
+    assert_eq!(num(reply, &["ack"]), Some(7.0));
+    assert_eq!(text(reply, &["key"]), Some("127.0.0.1:8000:4:-1:0"));
+    assert_eq!(text(reply, &["sockname", "family"]), Some("IPv4"));
+    assert_eq!(num(reply, &["sockname", "port"]), Some(8000.0));
+    let conn = sim.accept(listener, None);
+    let sent = answer_newconn(&mut sim, 1, true);
+    assert_eq!(sent, conn);
+    assert!(
+        !sim.live.contains(&conn),
+        "the primary's copy closes once the worker has it"
+    );
+}
+
+#[test]
+fn round_robin_alternates_and_a_refusal_goes_to_the_other_worker() {
+    let mut sim = Sim::new();
+    let listener = rr_server(&mut sim, &[1, 2]);
+    let a = sim.accept(listener, None);
+    let b = sim.accept(listener, None);
+    assert_eq!(answer_newconn(&mut sim, 1, true), a);
+    // Worker 2 refuses (at maxConnections): b goes back to worker 1.
+    assert_eq!(answer_newconn(&mut sim, 2, false), b);
+    assert_eq!(answer_newconn(&mut sim, 1, true), b);
+    assert!(!sim.live.contains(&a) && !sim.live.contains(&b));
+}
+
+#[test]
+fn connections_wait_while_every_worker_has_one_in_flight() {
+    let mut sim = Sim::new();
+    let listener = rr_server(&mut sim, &[1]);
+    let a = sim.accept(listener, None);
+    let b = sim.accept(listener, None);
+    assert_eq!(sim.p.footprint().in_flight, 1);
+    assert_eq!(answer_newconn(&mut sim, 1, true), a);
+    assert_eq!(answer_newconn(&mut sim, 1, true), b);
+}
+
+#[test]
+fn a_worker_dying_at_each_step_of_a_handoff_releases_each_descriptor_once() {
+    // 0: before the newconn is written; 1: written, not acknowledged;
+    // 2: handle acknowledged, no reply; 3: half of the frame written.
+    for step in 0..4 {
+        let mut sim = Sim::new();
+        let listener = rr_server(&mut sim, &[1, 2]);
+        if step == 0 {
+            sim.hold_writes = true;
+        }
+        if step == 3 {
+            sim.chunk = 20;
+            sim.hold_writes = true;
+        }
+        let conn = sim.accept(listener, None);
+        if step == 3 {
+            // One chunk only: the socket is then full.
+            let id = *sim.pending_transmits.first().expect("a write");
+            sim.p.transmitting(id);
+            let n = sim.p.transmit(id).map(|(b, _)| b.len().min(20));
+            sim.p.written(id, n.expect("bytes"));
+        }
+        if step == 2 {
+            sim.send_json(1, r#"{"cmd":"NODE_HANDLE_ACK"}"#);
+        }
+        sim.input(Input::ChannelClosed { id: 1 });
+        sim.exit(1);
+        sim.hold_writes = false;
+        sim.chunk = usize::MAX;
+        sim.flush();
+        assert!(
+            !sim.live.contains(&conn),
+            "step {step}: a connection the dead worker may hold is closed"
+        );
+        // The other worker keeps serving.
+        let next = sim.accept(listener, None);
+        assert_eq!(answer_newconn(&mut sim, 2, true), next, "step {step}");
+        assert_eq!(sim.p.footprint().workers, 1);
+    }
+}
+
+#[test]
+fn the_last_worker_leaving_closes_the_server_and_its_queue() {
+    let mut sim = Sim::new();
+    let listener = rr_server(&mut sim, &[1]);
+    let a = sim.accept(listener, None);
+    let queued = sim.accept(listener, None);
+    sim.send_json(
+        1,
+        r#"{"cmd":"NODE_CLUSTER","act":"close","key":"127.0.0.1:8000:4:-1:0","seq":5}"#,
+    );
+    assert!(!sim.accepting.contains(&listener));
+    assert!(!sim.live.contains(&listener), "listener closed");
+    assert!(!sim.live.contains(&queued), "queued connection closed");
+    // The one in flight is the worker's to answer; it is closed when the
+    // worker goes.
+    assert!(sim.live.contains(&a));
+    sim.exit(1);
+    assert!(sim.live.is_empty(), "{:?}", sim.live);
+}
+
+#[test]
+fn a_failed_listen_is_the_workers_errno_and_the_key_is_forgotten() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    sim.worker(2, Serialization::Json);
+    sim.send_json(1, &query(1, 8000, 0));
+    sim.send_json(2, &query(1, 8000, 0));
+    sim.answer_open(Err(-98));
+    for w in [1, 2] {
+        let reply = &sim.frames(w)[0];
+        assert_eq!(num(&reply.value, &["errno"]), Some(-98.0));
+        assert!(reply.fd.is_none());
+    }
+    sim.send_json(1, &query(2, 8000, 0));
+    assert_eq!(sim.opens.len(), 1, "a new query opens again");
+}
+
+#[test]
+fn a_worker_that_leaves_while_its_socket_opens_is_not_answered() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    sim.send_json(1, &query(1, 8000, 0));
+    sim.exit(1);
+    let (_, _, fd) = sim.answer_open(Ok(loopback(8000)));
+    assert!(!sim.live.contains(&fd.expect("socket")), "closed at once");
+    assert_eq!(sim.p.footprint().servers, 0);
+}
+
+#[test]
+fn shared_servers_bind_once_and_send_the_same_socket_to_every_worker() {
+    let mut sim = Sim::with_policy(Policy::Shared, true);
+    sim.worker(1, Serialization::Json);
+    sim.worker(2, Serialization::Json);
+    sim.send_json(1, &query(1, 8000, 0));
+    let (_, spec, fd) = sim.answer_open(Ok(loopback(8000)));
+    assert_eq!(
+        spec,
+        OpenSpec::Tcp {
+            address: Some("127.0.0.1".into()),
+            port: 8000,
+            ipv6_only: false,
+            reuse_port: false,
+            listen: None,
+        }
+    );
+    sim.send_json(2, &query(1, 8000, 0));
+    assert!(sim.opens.is_empty());
+    for w in [1, 2] {
+        let reply = &sim.frames(w)[0];
+        assert_eq!(text(&reply.value, &["cmd"]), Some("NODE_HANDLE"));
+        assert_eq!(text(&reply.value, &["type"]), Some("net.Native"));
+        assert_eq!(num(&reply.value, &["msg", "errno"]), Some(0.0));
+        assert_eq!(reply.fd, fd);
+        sim.send_json(w, r#"{"cmd":"NODE_HANDLE_ACK"}"#);
+    }
+    sim.exit(1);
+    assert!(
+        sim.live.contains(&fd.expect("socket")),
+        "worker 2 still shares it"
+    );
+    sim.exit(2);
+    assert!(sim.live.is_empty());
+}
+
+#[test]
+fn udp_is_always_a_shared_bound_socket() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    sim.send_json(
+        1,
+        r#"{"cmd":"NODE_CLUSTER","act":"queryServer","seq":3,"address":"::1","port":5000,"addressType":"udp6","fd":-1,"flags":4,"index":0}"#,
+    );
+    let (_, spec, fd) = sim.answer_open(Ok(None));
+    assert_eq!(
+        spec,
+        OpenSpec::Udp {
+            address: Some("::1".into()),
+            port: 5000,
+            ipv6: true,
+            flags: 4,
+        }
+    );
+    let reply = &sim.frames(1)[0];
+    assert_eq!(text(&reply.value, &["type"]), Some("dgram.Native"));
+    assert_eq!(reply.fd, fd);
+}
+
+#[test]
+fn unix_socket_servers_are_bound_here_and_accepted_on_without_sockname() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    sim.send_json(
+        1,
+        r#"{"cmd":"NODE_CLUSTER","act":"queryServer","seq":1,"address":"/tmp/s.sock","port":-1,"addressType":-1,"fd":-1,"backlog":64,"readableAll":true,"index":0}"#,
+    );
+    let (_, spec, fd) = sim.answer_open(Ok(None));
+    assert_eq!(
+        spec,
+        OpenSpec::Pipe {
+            path: "/tmp/s.sock".into(),
+            listen: Some(64),
+            readable_all: true,
+            writable_all: false,
+        }
+    );
+    let reply = &sim.frames(1)[0].value;
+    assert_eq!(get(reply, &["sockname"]), &Value::Undefined);
+    assert!(sim.accepting.contains(&fd.expect("socket")));
+}
+
+#[test]
+fn node_20_keys_carry_the_listen_index_and_node_22_keys_only_for_port_0() {
+    for (with_index, port, key) in [
+        (true, 8000, "127.0.0.1:8000:4:-1:3"),
+        (false, 8000, "127.0.0.1:8000:4:-1"),
+        (false, 0, "127.0.0.1:0:4:-1:3"),
+    ] {
+        let mut sim = Sim::with_policy(Policy::RoundRobin, with_index);
+        sim.worker(1, Serialization::Json);
+        sim.send_json(1, &query(1, port, 3));
+        sim.answer_open(Ok(loopback(8000)));
+        assert_eq!(text(&sim.frames(1)[0].value, &["key"]), Some(key));
+    }
+}
+
+#[test]
+fn node_22_relisten_on_a_held_key_replaces_the_server_once_it_listens() {
+    let mut sim = Sim::with_policy(Policy::RoundRobin, false);
+    let old = rr_server(&mut sim, &[1]);
+    sim.send_json(1, &query(9, 8000, 1));
+    let (_, _, new) = sim.answer_open(Ok(loopback(8000)));
+    let new = new.expect("socket");
+    assert!(sim.accepting.contains(&new));
+    assert!(
+        !sim.accepting.contains(&old),
+        "the replaced server is not accepted on"
+    );
+    assert!(
+        sim.live.contains(&old),
+        "its socket stays while the worker holds it"
+    );
+    sim.exit(1);
+    assert!(sim.live.is_empty());
+}
+
+#[test]
+fn advanced_serialization_queries_get_advanced_replies() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Advanced);
+    let q = json::parse(query(4, 8000, 0).as_bytes()).expect("json");
+    sim.send(1, &q, Vec::new());
+    let listener = sim.answer_open(Ok(loopback(8000))).2.expect("socket");
+    assert_eq!(num(&sim.frames(1)[0].value, &["ack"]), Some(4.0));
+    let conn = sim.accept(listener, None);
+    let frames = sim.frames(1);
+    assert_eq!(text(&frames[0].value, &["msg", "act"]), Some("newconn"));
+    assert_eq!(frames[0].fd, Some(conn));
+}
+
+#[test]
+fn reuseport_gives_each_worker_its_own_socket_and_serves_a_leavers_queue() {
+    let mut sim = Sim::with_policy(Policy::ReusePort, true);
+    for w in [1, 2] {
+        sim.worker(w, Serialization::Json);
+        sim.send_json(w, &query(1, 0, 0));
+    }
+    // One socket at a time: the first picks the port the second joins.
+    assert_eq!(sim.opens.len(), 1);
+    let (_, _, first) = sim.answer_open(Ok(loopback(41000)));
+    match &sim.opens[0].1 {
+        OpenSpec::Tcp {
+            port, reuse_port, ..
+        } => assert_eq!((*port, *reuse_port), (41000, true)),
+        other => panic!("{other:?}"),
+    }
+    let (_, _, second) = sim.answer_open(Ok(loopback(41000)));
+    assert_eq!(sim.frames(1)[0].fd, first);
+    assert_eq!(sim.frames(2)[0].fd, second);
+    for w in [1, 2] {
+        sim.send_json(w, r#"{"cmd":"NODE_HANDLE_ACK"}"#);
+    }
+    // Worker 1 leaves: its socket stays, accepted on by the primary.
+    sim.exit(1);
+    let vacant = first.expect("socket");
+    assert!(sim.accepting.contains(&vacant));
+    let conn = sim.accept(vacant, None);
+    assert_eq!(answer_newconn(&mut sim, 2, true), conn);
+    // A new worker takes the vacant socket over: no new socket.
+    sim.worker(3, Serialization::Json);
+    sim.send_json(3, &query(1, 0, 0));
+    assert!(sim.opens.is_empty());
+    assert!(!sim.accepting.contains(&vacant));
+    assert_eq!(sim.frames(3)[0].fd, Some(vacant));
+}
+
+#[test]
+fn sticky_sends_one_client_to_one_worker() {
+    let mut sim = Sim::with_policy(Policy::Sticky, true);
+    for w in [1, 2, 3] {
+        sim.worker(w, Serialization::Json);
+        sim.send_json(w, &query(1, 8000, 0));
+    }
+    let listener = sim.answer_open(Ok(loopback(8000))).2.expect("socket");
+    for w in [1, 2, 3] {
+        sim.frames(w);
+    }
+    let client: IpAddr = "10.0.0.7".parse().expect("ip");
+    let mut owners = BTreeSet::new();
+    for _ in 0..5 {
+        let conn = sim.accept(listener, Some(client));
+        let owner = [1, 2, 3]
+            .into_iter()
+            .find(|w| {
+                sim.wires
+                    .get(w)
+                    .is_some_and(|wire| wire.frames.iter().any(|f| f.fd == Some(conn)))
+            })
+            .expect("someone got it");
+        assert_eq!(answer_newconn(&mut sim, owner, true), conn);
+        owners.insert(owner);
+    }
+    assert_eq!(owners.len(), 1, "{owners:?}");
+}
+
+#[test]
+fn a_handle_from_javascript_gates_later_frames_until_acknowledged() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    let fd = sim.fd();
+    sim.input(Input::Send {
+        id: 1,
+        frame: b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":{\"a\":1}}\n".to_vec(),
+        fd: Some(fd),
+    });
+    sim.input(Input::Send {
+        id: 1,
+        frame: b"\"after\"\n".to_vec(),
+        fd: None,
+    });
+    let frames = sim.frames(1);
+    assert_eq!(frames.len(), 1, "the plain frame waits for the ACK");
+    assert_eq!(frames[0].fd, Some(fd));
+    // A NACK retransmits; three more NACKs give up with a warning.
+    sim.send_json(1, r#"{"cmd":"NODE_HANDLE_NACK"}"#);
+    assert_eq!(sim.frames(1)[0].fd, Some(fd));
+    for _ in 0..3 {
+        sim.send_json(1, r#"{"cmd":"NODE_HANDLE_NACK"}"#);
+    }
+    let events = sim.take_events();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Warning {
+            code: "SentHandleNotReceivedWarning",
+            ..
+        }
+    )));
+    assert!(!sim.live.contains(&fd));
+    let frames = sim.frames(1);
+    assert_eq!(frames.last().map(|f| &f.value), Some(&Value::from("after")));
+}
+
+#[test]
+fn a_handle_from_a_worker_is_acknowledged_and_given_to_javascript() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    let envelope =
+        json::parse(br#"{"cmd":"NODE_HANDLE","type":"net.Socket","msg":{"x":1}}"#).expect("json");
+    let fd = sim.fd();
+    sim.send(1, &envelope, vec![fd]);
+    assert_eq!(
+        text(&sim.frames(1)[0].value, &["cmd"]),
+        Some("NODE_HANDLE_ACK")
+    );
+    match &sim.take_events()[0] {
+        Event::Message {
+            fd: Some(got),
+            handle_type,
+            ..
+        } => {
+            assert_eq!(*got, fd);
+            assert_eq!(handle_type.as_deref(), Some("net.Socket"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without its descriptor: NACK, so that the worker sends it again.
+    sim.send(1, &envelope, Vec::new());
+    assert_eq!(
+        text(&sim.frames(1)[0].value, &["cmd"]),
+        Some("NODE_HANDLE_NACK")
+    );
+}
+
+#[test]
+fn exited_after_disconnect_is_acknowledged_and_its_queries_are_ignored() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    sim.send_json(
+        1,
+        r#"{"cmd":"NODE_CLUSTER","act":"exitedAfterDisconnect","seq":12}"#,
+    );
+    assert_eq!(num(&sim.frames(1)[0].value, &["ack"]), Some(12.0));
+    assert!(matches!(
+        sim.take_events()[0],
+        Event::ExitedAfterDisconnect { id: 1 }
+    ));
+    sim.send_json(1, &query(13, 8000, 0));
+    assert!(sim.opens.is_empty() && sim.frames(1).is_empty());
+}
+
+#[test]
+fn disconnect_and_close_channel_from_javascript() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    sim.input(Input::Disconnect { id: 1 });
+    assert_eq!(text(&sim.frames(1)[0].value, &["act"]), Some("disconnect"));
+    // With a handle awaiting its ACK the channel stays open until the ACK.
+    let fd = sim.fd();
+    sim.input(Input::Send {
+        id: 1,
+        frame: b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{}}\n".to_vec(),
+        fd: Some(fd),
+    });
+    sim.input(Input::CloseChannel { id: 1 });
+    assert!(sim.closed_channels.is_empty());
+    sim.send_json(1, r#"{"cmd":"NODE_HANDLE_ACK"}"#);
+    assert_eq!(sim.closed_channels, vec![1]);
+    assert!(matches!(
+        sim.take_events().last(),
+        Some(Event::Disconnect { id: 1 })
+    ));
+    sim.exit(1);
+    assert!(sim.live.is_empty());
+    assert_eq!(sim.p.footprint(), Footprint::default());
+}
+
+#[test]
+fn bad_input_is_reported_and_the_other_worker_is_untouched() {
+    let mut sim = Sim::new();
+    let listener = rr_server(&mut sim, &[1, 2]);
+    sim.send_json(1, r#"{"cmd":"NODE_CLUSTER","act":"noSuchAct","seq":1}"#);
+    sim.input(Input::Received {
+        id: 1,
+        bytes: b"{\"cmd\":\"NODE_CLUSTER\",oops}\n",
+        fds: Vec::new(),
+    });
+    let stray = sim.fd();
+    sim.input(Input::Received {
+        id: 1,
+        bytes: b"\"plain\"\n",
+        fds: vec![stray],
+    });
+    let codes: Vec<&str> = sim
+        .take_events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "ERR_CLUSTER_UNKNOWN_ACT",
+            "ERR_CLUSTER_BAD_MESSAGE",
+            "ERR_CLUSTER_STRAY_HANDLE"
+        ]
+    );
+    assert!(!sim.live.contains(&stray), "a stray descriptor is closed");
+    // An endless length prefix ends that channel only.
+    sim.input(Input::Received {
+        id: 1,
+        bytes: &[b'x'; 64],
+        fds: Vec::new(),
+    });
+    let a = sim.accept(listener, None);
+    let b = sim.accept(listener, None);
+    let got: BTreeSet<FdId> = [answer_newconn(&mut sim, 2, true)].into();
+    assert!(got.contains(&a) || got.contains(&b));
+}
+
+#[test]
+fn user_messages_of_one_worker_are_batched() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    sim.input(Input::Received {
+        id: 1,
+        bytes: b"{\"a\":1}\n2\n",
+        fds: Vec::new(),
+    });
+    match &sim.take_events()[..] {
+        [Event::Messages { data, lengths, .. }] => {
+            assert_eq!(data, b"[{\"a\":1},2");
+            assert_eq!(lengths, &[7, 1]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// xorshift64*: a reproducible stream without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        if items.is_empty() {
+            None
+        } else {
+            items.get(self.below(items.len() as u64) as usize)
+        }
+    }
+}
+
+/// One random step of a worker's (or JavaScript's, or the kernel's) life.
+fn random_step(sim: &mut Sim, rng: &mut Rng, workers: &mut Vec<u32>, next_id: &mut u32) {
+    let policies = [
+        Policy::RoundRobin,
+        Policy::Shared,
+        Policy::ReusePort,
+        Policy::Sticky,
+    ];
+    let alive: Vec<u32> = workers.clone();
+    let w = rng.pick(&alive).copied();
+    let seq = rng.below(50);
+    match rng.below(20) {
+        0 if workers.len() < 4 => {
+            *next_id += 1;
+            let ser = if rng.below(2) == 0 {
+                Serialization::Json
+            } else {
+                Serialization::Advanced
+            };
+            sim.worker(*next_id, ser);
+            workers.push(*next_id);
+        }
+        1 => {
+            let policy = policies[rng.below(4) as usize];
+            sim.input(Input::Configure {
+                policy,
+                key_with_index: rng.below(2) == 0,
+            });
+        }
+        2..=4 => {
+            if let Some(w) = w {
+                let port = [0, 8000, 8001, -1][rng.below(4) as usize];
+                let kind = rng.below(4);
+                let q = match kind {
+                    0 => format!(
+                        r#"{{"cmd":"NODE_CLUSTER","act":"queryServer","seq":{seq},"address":"127.0.0.1","port":{port},"addressType":"udp4","fd":-1,"flags":0,"index":{}}}"#,
+                        rng.below(2)
+                    ),
+                    1 if port == -1 => format!(
+                        r#"{{"cmd":"NODE_CLUSTER","act":"queryServer","seq":{seq},"address":"/tmp/x.sock","port":-1,"addressType":-1,"fd":-1,"index":0}}"#
+                    ),
+                    _ => query(seq as u32, port.max(0), rng.below(2) as u32),
+                };
+                sim.send_json(w, &q);
+            }
+        }
+        5 => {
+            if let Some((bind, _)) = sim.opens.first() {
+                let _ = bind;
+                let ok = if rng.below(4) == 0 {
+                    Err(-98)
+                } else {
+                    Ok(loopback(40000 + rng.below(10) as u16))
+                };
+                sim.answer_open(ok);
+            }
+        }
+        6..=8 => {
+            let listeners: Vec<FdId> = sim.accepting.iter().copied().collect();
+            if let Some(&l) = rng.pick(&listeners) {
+                let peer: IpAddr = format!("10.0.0.{}", rng.below(4)).parse().expect("ip");
+                sim.accept(l, Some(peer));
+            }
+        }
+        9..=10 => {
+            // Answer a newconn (or an unknown seq), accepting or refusing.
+            if let Some(w) = w {
+                let frames = sim.frames(w);
+                let mut acked = false;
+                for f in frames {
+                    if text(&f.value, &["cmd"]) == Some("NODE_HANDLE") {
+                        sim.send_json(w, r#"{"cmd":"NODE_HANDLE_ACK"}"#);
+                        acked = true;
+                    }
+                    if let Some(s) = num(&f.value, &["msg", "seq"]) {
+                        if text(&f.value, &["msg", "act"]) == Some("newconn") {
+                            let accepted = rng.below(4) != 0;
+                            sim.send_json(
+                                w,
+                                &format!(
+                                    r#"{{"cmd":"NODE_CLUSTER","ack":{s},"accepted":{accepted},"seq":1}}"#
+                                ),
+                            );
+                        }
+                    }
+                }
+                if !acked && rng.below(3) == 0 {
+                    let cmd = if rng.below(2) == 0 {
+                        "NODE_HANDLE_ACK"
+                    } else {
+                        "NODE_HANDLE_NACK"
+                    };
+                    sim.send_json(w, &format!(r#"{{"cmd":"{cmd}"}}"#));
+                }
+            }
+        }
+        11 => {
+            if let Some(w) = w {
+                let act = ["online", "listening", "close", "exitedAfterDisconnect"]
+                    [rng.below(4) as usize];
+                sim.send_json(
+                    w,
+                    &format!(
+                        r#"{{"cmd":"NODE_CLUSTER","act":"{act}","seq":{seq},"key":"127.0.0.1:8000:4:-1:0"}}"#
+                    ),
+                );
+            }
+        }
+        12 => {
+            if let Some(w) = w {
+                let fds = if rng.below(3) == 0 {
+                    vec![sim.fd()]
+                } else {
+                    Vec::new()
+                };
+                let garbage: &[&[u8]] = &[
+                    b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":{}}\n",
+                    b"\"hello\"\n",
+                    b"{\"cmd\":\"NODE_CLUSTER\",",
+                    b"not json\n",
+                    b"\x00\x00\x00\x05\xff\x0f",
+                    b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"ack\":3}\n",
+                ];
+                let bytes = garbage[rng.below(garbage.len() as u64) as usize];
+                sim.input(Input::Received { id: w, bytes, fds });
+            }
+        }
+        13 => {
+            if let Some(w) = w {
+                let fd = (rng.below(2) == 0).then(|| sim.fd());
+                let frame = if fd.is_some() {
+                    b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{}}\n".to_vec()
+                } else {
+                    b"\"x\"\n".to_vec()
+                };
+                // Sometimes to a worker that is already gone.
+                let id = if rng.below(5) == 0 { 999 } else { w };
+                sim.input(Input::Send { id, frame, fd });
+            }
+        }
+        14 => {
+            if let Some(w) = w {
+                sim.input(Input::Disconnect { id: w });
+            }
+        }
+        15 => {
+            if let Some(w) = w {
+                sim.input(Input::CloseChannel { id: w });
+            }
+        }
+        16 => {
+            if let Some(w) = w {
+                sim.input(Input::ChannelClosed { id: w });
+            }
+        }
+        17 => {
+            if let Some(w) = w {
+                sim.exit(w);
+                workers.retain(|x| *x != w);
+            }
+        }
+        18 => {
+            sim.hold_writes = rng.below(2) == 0;
+            sim.chunk = [usize::MAX, 7, 64][rng.below(3) as usize];
+        }
+        _ => sim.flush(),
+    }
+}
+
+#[test]
+fn random_input_sequences_keep_every_invariant() {
+    // PROTOCOL_SEEDS=n runs more sequences than the default.
+    let seeds = std::env::var("PROTOCOL_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300u64);
+    for seed in 1..=seeds {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut sim = Sim::new();
+        sim.seed = seed;
+        let mut workers = Vec::new();
+        let mut next_id = 0;
+        for _ in 0..400 {
+            random_step(&mut sim, &mut rng, &mut workers, &mut next_id);
+            let f = sim.p.footprint();
+            assert!(f.workers <= 4, "seed {seed}: {f:?}");
+            assert!(
+                f.in_flight <= 4 * f.servers.max(1),
+                "seed {seed}: one newconn in flight per worker and server: {f:?}"
+            );
+            assert!(f.held_fds <= 16, "seed {seed}: {f:?}");
+        }
+        // Everything ends: every socket answered, every worker gone.
+        sim.hold_writes = false;
+        sim.chunk = usize::MAX;
+        while !sim.opens.is_empty() {
+            sim.answer_open(Ok(loopback(40000)));
+        }
+        for w in workers {
+            sim.exit(w);
+        }
+        sim.flush();
+        assert!(
+            sim.live.is_empty(),
+            "seed {seed}: descriptors never released: {:?}",
+            sim.live
+        );
+        let left: Vec<String> = sim
+            .p
+            .servers
+            .by_key
+            .iter()
+            .chain(sim.p.servers.orphans.iter().map(|(k, e)| (k, e)))
+            .map(|(k, e)| match &e.server {
+                servers::Server::Accepting(_) => format!("{k} accepting"),
+                servers::Server::Shared(s) => format!("{k} shared {:?}", s.workers),
+                servers::Server::Opening(o) => format!("{k} opening {:?}", o.waiters),
+                servers::Server::ReusePort(r) => {
+                    format!(
+                        "{k} reuseport opening {:?} waiting {:?}",
+                        r.opening, r.waiting
+                    )
+                }
+            })
+            .collect();
+        assert_eq!(
+            sim.p.footprint(),
+            Footprint::default(),
+            "seed {seed}: {left:?}, {} orphans",
+            sim.p.servers.orphans.len()
+        );
+    }
+}

@@ -1,0 +1,48 @@
+//! The protocol's view of one worker: its channel's framing, what it sent
+//! that is not yet a whole frame, the descriptors that came with it, the
+//! outbox, and where it is in its life.
+
+use crate::core::codec::framing::{FrameDecoder, Serialization};
+use crate::core::protocol::fd::Handle;
+use crate::core::protocol::outbox::Outbox;
+use std::collections::VecDeque;
+
+pub struct WorkerState {
+    pub ser: Serialization,
+    pub decoder: FrameDecoder,
+    pub outbox: Outbox,
+    /// Descriptors received and not yet claimed by a `NODE_HANDLE` frame.
+    pub fds_in: VecDeque<Handle>,
+    /// The channel is open (until end of stream, an error, or our close).
+    pub open: bool,
+    /// The process has not been seen to exit.
+    pub alive: bool,
+    /// Set by `worker.disconnect()` or the worker's own announcement; a
+    /// disconnecting worker's `queryServer` is ignored, as in Node.
+    pub exited_after_disconnect: bool,
+    /// `worker.process.disconnect()`: close once the outbox is idle.
+    pub closing: bool,
+    /// An `Output::Transmit` is out and the driver has not started on it.
+    pub transmit_asked: bool,
+}
+
+impl WorkerState {
+    pub fn new(ser: Serialization) -> WorkerState {
+        WorkerState {
+            ser,
+            decoder: FrameDecoder::new(ser),
+            outbox: Outbox::default(),
+            fds_in: VecDeque::new(),
+            open: true,
+            alive: true,
+            exited_after_disconnect: false,
+            closing: false,
+            transmit_asked: false,
+        }
+    }
+
+    /// Frames may still be sent to it.
+    pub fn connected(&self) -> bool {
+        self.open && !self.closing
+    }
+}
