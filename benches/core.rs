@@ -1,7 +1,8 @@
 //! Criterion benches of the core's hot paths: splitting the IPC byte stream
 //! into frames (both framings), V8's wire subset and JSON for a typical
-//! internal message, and the round-robin handoff path (picking a worker and
-//! encoding the `newconn` NODE_HANDLE envelope).
+//! internal message, the round-robin handoff path (picking a worker and
+//! encoding the `newconn` NODE_HANDLE envelope), and the protocol state
+//! machine's whole share of one round-robin connection, driven in memory.
 //!
 //! `cargo bench` runs them; `cargo test --benches` runs each once.
 
@@ -10,6 +11,8 @@ use native_cluster::core::codec::framing::{self, FrameDecoder, Serialization};
 use native_cluster::core::codec::value::Value;
 use native_cluster::core::codec::{json, wire};
 use native_cluster::core::protocol::balance::round_robin::RoundRobin;
+use native_cluster::core::protocol::fd::FdId;
+use native_cluster::core::protocol::{Input, Opened, Output, Protocol, SockName};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -211,12 +214,97 @@ fn handoff(c: &mut Criterion) {
     g.finish();
 }
 
+/// Does what a driver would with the protocol's outputs, writing every
+/// frame at once; returns how many descriptor tokens it was told to close.
+fn drive(p: &mut Protocol) -> usize {
+    let mut closed = 0;
+    while let Some(out) = p.poll_output() {
+        match out {
+            Output::Transmit { id } => {
+                p.transmitting(id);
+                while let Some((bytes, _)) = p.transmit(id) {
+                    let n = black_box(bytes).len();
+                    p.written(id, n);
+                }
+            }
+            Output::Close { .. } => closed += 1,
+            other => {
+                black_box(other);
+            }
+        }
+    }
+    closed
+}
+
+fn protocol(c: &mut Criterion) {
+    let mut g = c.benchmark_group("protocol");
+    g.throughput(Throughput::Elements(1));
+    // The state machine's whole share of one SCHED_RR connection: accepted,
+    // handed off as `newconn`, the worker's ACK and `accepted` reply
+    // parsed, the primary's copy released.
+    g.bench_function("rr/accept, newconn, ack and reply, 1 worker", |b| {
+        let mut p = Protocol::new();
+        p.handle(Input::Adopted {
+            id: 1,
+            serialization: Serialization::Json,
+        });
+        let query = br#"{"cmd":"NODE_CLUSTER","act":"queryServer","seq":1,"address":"127.0.0.1","port":8000,"addressType":4,"fd":-1,"flags":0,"backlog":511,"index":0,"data":null}
+"#;
+        p.handle(Input::Received {
+            id: 1,
+            bytes: query,
+            fds: Vec::new(),
+        });
+        let mut bind = None;
+        while let Some(out) = p.poll_output() {
+            if let Output::Open { bind: b, .. } = out {
+                bind = Some(b);
+            }
+        }
+        p.handle(Input::Opened {
+            bind: bind.expect("an open request"),
+            result: Ok(Opened {
+                fd: FdId(0),
+                sockname: Some(SockName {
+                    address: "127.0.0.1".into(),
+                    ipv6: false,
+                    port: 8000,
+                }),
+            }),
+        });
+        drive(&mut p);
+        // seq 0 answered the query; each newconn takes the next.
+        let mut n = 0u64;
+        let mut reply = Vec::with_capacity(128);
+        b.iter(|| {
+            n += 1;
+            p.handle(Input::Accepted {
+                listener: FdId(0),
+                conn: FdId(n),
+                peer: None,
+            });
+            drive(&mut p);
+            reply.clear();
+            reply.extend_from_slice(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n{\"cmd\":\"NODE_CLUSTER\",\"ack\":");
+            reply.extend_from_slice(n.to_string().as_bytes());
+            reply.extend_from_slice(b",\"accepted\":true,\"seq\":7}\n");
+            p.handle(Input::Received {
+                id: 1,
+                bytes: &reply,
+                fds: Vec::new(),
+            });
+            assert_eq!(drive(&mut p), 1, "the primary's copy is released");
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     // Short windows: the whole suite stays near a minute on a 2-core box.
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = frame_parsing, message_codecs, handoff
+    targets = frame_parsing, message_codecs, handoff, protocol
 }
 criterion_main!(benches);

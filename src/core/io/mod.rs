@@ -253,7 +253,7 @@ mod tests {
         .expect("start");
         let (ours, theirs) = sys::socketpair().expect("socketpair");
         // SAFETY: getpid cannot fail.
-        let pidfd = sys::pidfd_open(unsafe { libc::getpid() }).expect("pidfd");
+        let pidfd = sys::pidfd_open(std::process::id() as i32).expect("pidfd");
         primary
             .command(Command::Adopt {
                 id: 1,
