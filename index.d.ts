@@ -121,6 +121,13 @@ declare namespace cluster {
     cwd?: string | undefined;
     /** Hide the forked processes console window (Windows only). @default false */
     windowsHide?: boolean | undefined;
+    /**
+     * native-cluster: milliseconds a round-robin or sticky server keeps its
+     * listening socket after its last worker died, so that connections wait
+     * in the backlog for a replacement instead of being refused. 0 closes it
+     * at once, as node:cluster does. @default 0
+     */
+    listenGrace?: number | undefined;
   }
 
   interface Address {

@@ -9,6 +9,7 @@ const os = require('node:os');
 
 const DEFAULT_KILL_TIMEOUT = 5000;
 const DEFAULT_LISTEN_TIMEOUT = 30000;
+const DEFAULT_LISTEN_GRACE = 5000;
 const POLICIES = ['rr', 'none', 'reuseport', 'sticky'];
 // A worker that crashes within STABLE_MS of its start counts as a repeated
 // crash of its slot; the restart delay doubles from BACKOFF_BASE up to
@@ -39,6 +40,11 @@ Options:
                             SIGKILL (default ${DEFAULT_KILL_TIMEOUT})
       --listen-timeout <ms> time a new worker gets to listen during a reload
                             (default ${DEFAULT_LISTEN_TIMEOUT})
+      --listen-grace <ms>   when the last worker of a server (policy rr or
+                            sticky) dies, its port stays open this long for
+                            the restarted worker: connections wait instead
+                            of being refused; 0 closes it at once, as
+                            node:cluster does (default ${DEFAULT_LISTEN_GRACE})
   -h, --help                show this help
   -v, --version             print the version
 
@@ -84,6 +90,7 @@ function parseArgs(argv) {
     policy: undefined,
     killTimeout: DEFAULT_KILL_TIMEOUT,
     listenTimeout: DEFAULT_LISTEN_TIMEOUT,
+    listenGrace: DEFAULT_LISTEN_GRACE,
     help: false,
     version: false,
     app: undefined,
@@ -95,6 +102,7 @@ function parseArgs(argv) {
     '--policy': 'policy',
     '--kill-timeout': 'killTimeout',
     '--listen-timeout': 'listenTimeout',
+    '--listen-grace': 'listenGrace',
   };
   let i = 0;
   for (; i < argv.length; i++) {
@@ -151,7 +159,7 @@ function parseArgs(argv) {
   if (!POLICIES.includes(opts.policy)) {
     throw new UsageError(`--policy takes ${POLICIES.join(', ')}, not ${JSON.stringify(opts.policy)}`);
   }
-  for (const [key, flag] of [['killTimeout', '--kill-timeout'], ['listenTimeout', '--listen-timeout']]) {
+  for (const [key, flag] of [['killTimeout', '--kill-timeout'], ['listenTimeout', '--listen-timeout'], ['listenGrace', '--listen-grace']]) {
     if (typeof opts[key] === 'string') {
       if (!/^\d+$/.test(opts[key])) throw new UsageError(`${flag} takes milliseconds, not ${JSON.stringify(opts[key])}`);
       opts[key] = Number(opts[key]);
@@ -198,7 +206,7 @@ function main(argv) {
 
 function run(cluster, app, opts) {
   cluster.schedulingPolicy = cluster[`SCHED_${opts.policy.toUpperCase()}`];
-  cluster.setupPrimary({ exec: app, args: opts.args });
+  cluster.setupPrimary({ exec: app, args: opts.args, listenGrace: opts.listenGrace });
 
   // One slot per requested worker: its current worker, and its crash record.
   const slots = [];

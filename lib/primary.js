@@ -71,6 +71,7 @@ function getInspectPort(inspectPort) {
 }
 
 cluster.setupPrimary = function setupPrimary(options) {
+  if (options != null) validateListenGrace(options.listenGrace);
   const settings = {
     args: process.argv.slice(2),
     exec: process.argv[1],
@@ -86,6 +87,7 @@ cluster.setupPrimary = function setupPrimary(options) {
     settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
   }
   cluster.settings = settings;
+  if (started) configureNative();
   if (initialized === true) return process.nextTick(setupSettingsNT, settings);
   initialized = true;
   schedulingPolicy = cluster.schedulingPolicy; // Freeze policy.
@@ -101,11 +103,26 @@ function setupSettingsNT(settings) {
   cluster.emit('setup', settings);
 }
 
+function configureNative() {
+  native.configure(policyName(schedulingPolicy), NODE_MAJOR < 22, cluster.settings.listenGrace || 0);
+}
+
+// Our addition: how long (ms) a round-robin or sticky server outlives its
+// last worker when that worker dies, so that connections wait in the
+// backlog for its replacement instead of being refused.
+function validateListenGrace(value) {
+  if (value === undefined) return;
+  if (typeof value !== 'number') throw errors.ERR_INVALID_ARG_TYPE('options.listenGrace', 'number', value);
+  if (!Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
+    throw errors.ERR_OUT_OF_RANGE('options.listenGrace', 'an integer >= 0 and <= 2147483647', value);
+  }
+}
+
 function ensureStarted() {
   if (started) return;
   started = true;
   native.start(onEvents);
-  native.configure(policyName(schedulingPolicy), NODE_MAJOR < 22);
+  configureNative();
   // Node writes IPC messages synchronously when it can, so one sent right
   // before exit usually arrives; ours wait on the I/O thread: let it finish.
   process.on('exit', () => {
@@ -292,6 +309,9 @@ function onEvents(batch) {
         break;
       case 'exitedAfterDisconnect':
         worker.exitedAfterDisconnect = true;
+        break;
+      case 'written':
+        proc._onWritten(ev.count);
         break;
       case 'disconnect':
         proc._onDisconnect();

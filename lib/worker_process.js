@@ -28,6 +28,8 @@ function errnoException(errno, syscall) {
   return err;
 }
 
+const kSendQueueLimit = 65536 * 2;
+
 class WorkerProcess extends EventEmitter {
   constructor(id, spawnfile, spawnargs, serializationMode) {
     super();
@@ -52,6 +54,8 @@ class WorkerProcess extends EventEmitter {
     this._closesNeeded = 1;
     this._closesGot = 0;
     this._socketLists = { got: new Map(), send: new Map() };
+    // Callbacks of send()s whose frames the I/O thread has not yet written.
+    this._sendCallbacks = [];
     this.channel = null;
     if (childProcessChannel.hasSubscribers) childProcessChannel.publish({ process: this });
   }
@@ -180,18 +184,30 @@ class WorkerProcess extends EventEmitter {
         }
       }
     }
-    this._write(this._codec.encode(payload), fd);
+    const wantsCallback = typeof callback === 'function';
+    const unwritten = this._write(this._codec.encode(payload), fd, wantsCallback);
+    if (wantsCallback) this._sendCallbacks.push(callback);
     if (fd !== undefined && type === 'net.Socket') handles.detachSocket(handle, options);
-    if (typeof callback === 'function') process.nextTick(callback, null);
-    return true;
+    // As Node's `channel.writeQueueSize < 65536 * 2`: false once more than
+    // 128 KiB wait to be written.
+    return unwritten < kSendQueueLimit;
   }
 
-  _write(frame, fd) {
+  // Returns how many bytes sent to this worker are not yet written.
+  _write(frame, fd, callback = false) {
     if (typeof frame === 'string') {
-      if (fd === undefined) native.sendText(this._id, frame);
-      else native.send(this._id, Buffer.from(frame, 'utf8'), fd);
-    } else {
-      native.send(this._id, frame, fd);
+      if (fd === undefined) return native.sendText(this._id, frame, callback);
+      return native.send(this._id, Buffer.from(frame, 'utf8'), fd, callback);
+    }
+    return native.send(this._id, frame, fd, callback);
+  }
+
+  // `count` more frames with a callback were written (or never will be,
+  // the channel having closed), in send order.
+  _onWritten(count) {
+    for (let i = 0; i < count; i++) {
+      const callback = this._sendCallbacks.shift();
+      if (callback !== undefined) process.nextTick(callback, null);
     }
   }
 

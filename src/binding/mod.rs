@@ -5,7 +5,7 @@
 use crate::core::codec::framing::Serialization;
 use crate::core::io::spawn::{SpawnSpec, StdioSlot};
 use crate::core::io::Command;
-use crate::core::io::{CoreError, Primary};
+use crate::core::io::{CoreError, Flow, Primary};
 use crate::core::protocol::balance::Policy;
 use crate::core::protocol::event::{Event, ExitStatus};
 use napi::bindgen_prelude::*;
@@ -55,6 +55,8 @@ pub struct RawEvent {
     /// Byte length of each message of a `messages` batch.
     pub lengths: Option<Vec<u32>>,
     pub json: Option<bool>,
+    /// How many send callbacks a `written` event completes.
+    pub count: Option<u32>,
 }
 
 impl RawEvent {
@@ -72,6 +74,7 @@ impl RawEvent {
             message: None,
             lengths: None,
             json: None,
+            count: None,
         }
     }
 }
@@ -116,6 +119,10 @@ fn to_raw(ev: Event<OwnedFd>) -> RawEvent {
             ..RawEvent::new("internal", id)
         },
         Event::ExitedAfterDisconnect { id } => RawEvent::new("exitedAfterDisconnect", id),
+        Event::Written { id, callbacks } => RawEvent {
+            count: Some(callbacks),
+            ..RawEvent::new("written", id)
+        },
         Event::Disconnect { id } => RawEvent::new("disconnect", id),
         Event::Exit { id, status } => {
             let mut e = RawEvent::new("exit", id);
@@ -156,17 +163,40 @@ pub fn start(callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
     if guard.is_some() {
         return Ok(());
     }
+    let flow = Flow::default();
+    let taken = flow.clone();
     let tsfn: EventFn = callback
         .build_threadsafe_function::<Vec<Event<OwnedFd>>>()
         .callee_handled::<false>()
         .weak::<true>()
-        .build_callback(|ctx| Ok(ctx.value.into_iter().map(to_raw).collect::<Vec<_>>()))?;
+        .build_callback(move |ctx| {
+            // JavaScript takes this batch now: workers paused for it may
+            // be read again.
+            let resume: Vec<u32> = ctx
+                .value
+                .iter()
+                .filter_map(|e| taken.delivered(e))
+                .collect();
+            if !resume.is_empty() {
+                let _ = with_primary(|s| {
+                    for id in resume {
+                        let _ = s.primary.command(Command::Resume { id });
+                    }
+                    Ok(())
+                });
+            }
+            Ok(ctx.value.into_iter().map(to_raw).collect::<Vec<_>>())
+        })?;
     let tsfn = Arc::new(tsfn);
     let sink_fn = tsfn.clone();
-    let primary = Primary::start(move |batch| {
-        // NonBlocking never waits: the queue is unbounded.
-        sink_fn.call(batch, ThreadsafeFunctionCallMode::NonBlocking);
-    })
+    let primary = Primary::start(
+        move |batch| {
+            // NonBlocking never waits: the queue is unbounded, and what
+            // waits in it is bounded by the flow control.
+            sink_fn.call(batch, ThreadsafeFunctionCallMode::NonBlocking);
+        },
+        flow,
+    )
     .map_err(core_err)?;
     *guard = Some(State { primary, tsfn });
     Ok(())
@@ -196,8 +226,10 @@ pub fn set_ref(env: Env, on: bool) -> Result<()> {
     })
 }
 
+/// Scheduling policy, handle-key style and listen grace (milliseconds a
+/// primary-accepted server outlives its last worker; 0: none).
 #[napi]
-pub fn configure(policy: String, key_with_index: bool) -> Result<()> {
+pub fn configure(policy: String, key_with_index: bool, listen_grace_ms: Option<u32>) -> Result<()> {
     let policy = match policy.as_str() {
         "rr" => Policy::RoundRobin,
         "none" => Policy::Shared,
@@ -215,6 +247,7 @@ pub fn configure(policy: String, key_with_index: bool) -> Result<()> {
             .command(Command::Configure {
                 policy,
                 key_with_index,
+                listen_grace_ms: listen_grace_ms.unwrap_or(0).into(),
             })
             .map_err(core_err)
     })
@@ -322,20 +355,22 @@ pub fn pid(id: u32) -> Result<SpawnResult> {
 
 /// Queues a complete frame; with `fd`, a copy of that descriptor travels
 /// with it (the caller keeps its own). The bytes are copied here, so the
-/// Buffer needs no reference kept.
+/// Buffer needs no reference kept. `callback`: a `written` event follows
+/// once the frame is written. Returns how many bytes of frames sent from
+/// JavaScript to this worker are not yet written.
 #[napi]
-pub fn send(id: u32, frame: BufferSlice, fd: Option<i32>) -> Result<()> {
-    queue_frame(id, frame.to_vec(), fd)
+pub fn send(id: u32, frame: BufferSlice, fd: Option<i32>, callback: Option<bool>) -> Result<f64> {
+    queue_frame(id, frame.to_vec(), fd, callback.unwrap_or(false))
 }
 
 /// [`send`] for a JSON frame given as text, which spares JavaScript a
 /// Buffer allocation per message.
 #[napi]
-pub fn send_text(id: u32, frame: String) -> Result<()> {
-    queue_frame(id, frame.into_bytes(), None)
+pub fn send_text(id: u32, frame: String, callback: Option<bool>) -> Result<f64> {
+    queue_frame(id, frame.into_bytes(), None, callback.unwrap_or(false))
 }
 
-fn queue_frame(id: u32, frame: Vec<u8>, fd: Option<i32>) -> Result<()> {
+fn queue_frame(id: u32, frame: Vec<u8>, fd: Option<i32>, callback: bool) -> Result<f64> {
     let fd = match fd {
         Some(fd) => Some(crate::core::io::sys::dup_cloexec(fd).map_err(|e| {
             Error::new(
@@ -347,7 +382,8 @@ fn queue_frame(id: u32, frame: Vec<u8>, fd: Option<i32>) -> Result<()> {
     };
     with_primary(|s| {
         s.primary
-            .command(Command::Send { id, frame, fd })
+            .send(id, frame, fd, callback)
+            .map(|queued| queued as f64)
             .map_err(core_err)
     })
 }

@@ -16,7 +16,7 @@ use crate::core::codec::framing::Serialization;
 use crate::core::io::fds::Fds;
 use crate::core::io::open::{neg_errno, open, sockname};
 use crate::core::io::spawn;
-use crate::core::io::{scm, sockets, sys, Command, Launches, PidFds, Sink};
+use crate::core::io::{scm, sockets, sys, Command, Flow, Launches, PidFds, Sink};
 use crate::core::protocol::event::{Event, ExitStatus};
 use crate::core::protocol::fd::FdId;
 use crate::core::protocol::{Input, OpenSpec, Opened, Output, Protocol};
@@ -72,6 +72,9 @@ struct WorkerIo {
     channel: RefCell<Option<Rc<AsyncFd<OwnedFd>>>>,
     /// Wakes the writer task after a write found the socket full.
     blocked: Notify,
+    /// Reading waits: too much of this worker's data waits for JavaScript.
+    paused: Cell<bool>,
+    resumed: Notify,
     tasks: RefCell<Vec<JoinHandle<()>>>,
 }
 
@@ -117,6 +120,7 @@ struct Driver {
     sink: RefCell<Sink>,
     pidfds: PidFds,
     launches: Launches,
+    flow: Flow,
     shutdown: Cell<bool>,
 }
 
@@ -128,6 +132,7 @@ pub fn run(
     sink: Sink,
     pidfds: PidFds,
     launches: Launches,
+    flow: Flow,
 ) {
     let driver = Rc::new(Driver {
         protocol: RefCell::new(Protocol::new()),
@@ -139,6 +144,7 @@ pub fn run(
         sink: RefCell::new(sink),
         pidfds,
         launches,
+        flow,
         shutdown: Cell::new(false),
     });
     let local = LocalSet::new();
@@ -207,18 +213,36 @@ impl Driver {
                 }
                 ready.notify_all();
             }
-            Command::Send { id, frame, fd } => {
+            Command::Send {
+                id,
+                frame,
+                fd,
+                callback,
+            } => {
                 let fd = fd.map(|fd| self.fds.borrow_mut().insert(fd));
-                self.input(Input::Send { id, frame, fd });
+                self.input(Input::Send {
+                    id,
+                    frame,
+                    fd,
+                    callback,
+                });
+            }
+            Command::Resume { id } => {
+                if let Some(w) = self.workers.borrow().get(&id) {
+                    w.paused.set(false);
+                    w.resumed.notify_one();
+                }
             }
             Command::Disconnect { id } => self.input(Input::Disconnect { id }),
             Command::CloseChannel { id } => self.input(Input::CloseChannel { id }),
             Command::Configure {
                 policy,
                 key_with_index,
+                listen_grace_ms,
             } => self.input(Input::Configure {
                 policy,
                 key_with_index,
+                listen_grace_ms,
             }),
             Command::Listened { bind, result } => {
                 let result = result.map(|fd| self.opened(fd, None));
@@ -256,7 +280,7 @@ impl Driver {
         if let Err(e) = sys::set_nonblocking(channel.as_raw_fd(), true) {
             return self.watch_failed(id, e);
         }
-        let channel = match watch(channel, Interest::READABLE | Interest::WRITABLE) {
+        let channel = match watch(channel, Interest::READABLE) {
             Ok(c) => Rc::new(c),
             Err(e) => return self.watch_failed(id, e),
         };
@@ -267,6 +291,8 @@ impl Driver {
         let w = Rc::new(WorkerIo {
             channel: RefCell::new(Some(channel)),
             blocked: Notify::new(),
+            paused: Cell::new(false),
+            resumed: Notify::new(),
             tasks: RefCell::default(),
         });
         self.workers.borrow_mut().insert(id, w.clone());
@@ -320,10 +346,18 @@ impl Driver {
                 }
             }
             Output::CloseChannel { id } => {
+                self.flow.closed(id);
                 let w = self.workers.borrow().get(&id).cloned();
                 if let Some(w) = w {
                     w.close();
                 }
+            }
+            Output::Timer { timer, after_ms } => {
+                let d = self.clone();
+                tokio::task::spawn_local(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(after_ms)).await;
+                    d.input(Input::Timer { timer });
+                });
             }
             Output::Open { bind, spec } => match spec {
                 OpenSpec::Js { options } => {
@@ -353,9 +387,15 @@ impl Driver {
     fn end_turn(self: &Rc<Self>) {
         self.write_dirty();
         let batch = std::mem::take(&mut *self.batch.borrow_mut());
-        if !batch.is_empty() {
-            (self.sink.borrow_mut())(batch);
+        if batch.is_empty() {
+            return;
         }
+        for id in self.flow.handing(&batch) {
+            if let Some(w) = self.workers.borrow().get(&id) {
+                w.paused.set(true);
+            }
+        }
+        (self.sink.borrow_mut())(batch);
     }
 
     fn write_dirty(self: &Rc<Self>) {
@@ -400,7 +440,7 @@ impl Driver {
                     None => None,
                 };
                 match scm::send(ch.as_raw_fd(), bytes, raw) {
-                    Ok(n) => p.written(id, n),
+                    Ok(n) => self.flow.written(id, p.written(id, n)),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         status = Write::Blocked;
                         break;
@@ -465,6 +505,12 @@ impl Driver {
     async fn reader(self: Rc<Self>, id: u32, w: Rc<WorkerIo>) {
         let mut buf = vec![0u8; READ_BUFFER];
         loop {
+            if w.paused.get() {
+                // Until JavaScript catches up; the kernel holds the rest
+                // and, once its buffer is full, throttles the worker.
+                w.resumed.notified().await;
+                continue;
+            }
             let Some(ch) = w.channel() else {
                 return;
             };
@@ -486,14 +532,25 @@ impl Driver {
         }
     }
 
+    /// Waits for writability after a write found the socket full. The
+    /// channel is watched for it only meanwhile, through a copy of its
+    /// descriptor: watched all the time, every read by the worker would
+    /// wake the thread for nothing.
     async fn writer(self: Rc<Self>, id: u32, w: Rc<WorkerIo>) {
         loop {
             w.blocked.notified().await;
+            let Some(ch) = w.channel() else {
+                return;
+            };
+            let copy = sys::dup_cloexec(ch.as_raw_fd());
+            drop(ch);
+            let Ok(afd) = copy.and_then(|fd| watch(fd, Interest::WRITABLE)) else {
+                // Out of descriptors: the frames could never be written.
+                self.input(Input::ChannelClosed { id });
+                return;
+            };
             loop {
-                let Some(ch) = w.channel() else {
-                    return;
-                };
-                let Ok(mut guard) = ch.writable().await else {
+                let Ok(mut guard) = afd.writable().await else {
                     return;
                 };
                 if self.write(id) == Write::Done {
@@ -501,6 +558,7 @@ impl Driver {
                 }
                 guard.clear_ready();
             }
+            drop(afd);
             self.turn_end.notify_one();
         }
     }

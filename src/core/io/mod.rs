@@ -18,6 +18,7 @@ pub mod spawn;
 pub mod sys;
 
 use crate::core::codec::framing::Serialization;
+use crate::core::protocol::backlog::Backlog;
 use crate::core::protocol::balance::Policy;
 use crate::core::protocol::event::Event;
 use spawn::{ChildEnds, Prepared, SpawnError, SpawnSpec};
@@ -38,6 +39,84 @@ pub type PidFds = Arc<Mutex<HashMap<u32, Arc<OwnedFd>>>>;
 /// How each launch ended (pid, or errno), until the JavaScript thread has
 /// asked; the condvar wakes a thread waiting for a pid.
 pub type Launches = Arc<(Mutex<HashMap<u32, Result<i32, i32>>>, Condvar)>;
+
+/// Flow control shared by the I/O thread and the JavaScript thread: how
+/// much of each worker's data waits for JavaScript (reading pauses above a
+/// bound), and how many bytes of `worker.send()` are not yet written (what
+/// `send()`'s return value reports, as Node's `writeQueueSize` does).
+#[derive(Clone, Default)]
+pub struct Flow {
+    backlog: Arc<Mutex<Backlog>>,
+    unwritten: Arc<Mutex<HashMap<u32, usize>>>,
+}
+
+impl Flow {
+    /// The I/O thread hands JavaScript a batch: the workers whose reading
+    /// must pause now.
+    fn handing(&self, batch: &[Event<OwnedFd>]) -> Vec<u32> {
+        let Ok(mut backlog) = self.backlog.lock() else {
+            return Vec::new();
+        };
+        batch
+            .iter()
+            .filter(|e| e.data_len() > 0)
+            .filter_map(|e| {
+                let id = e.worker()?;
+                backlog.queued(id, e.data_len()).then_some(id)
+            })
+            .collect()
+    }
+
+    /// JavaScript took `event`: the worker whose reading resumes now, if
+    /// any. A worker's exit ends its accounting.
+    pub fn delivered<F>(&self, event: &Event<F>) -> Option<u32> {
+        let id = event.worker()?;
+        let Ok(mut backlog) = self.backlog.lock() else {
+            return None;
+        };
+        match event {
+            Event::Exit { .. } | Event::SpawnFailed { .. } => {
+                backlog.forget(id);
+                if let Ok(mut unwritten) = self.unwritten.lock() {
+                    unwritten.remove(&id);
+                }
+                None
+            }
+            e => backlog.delivered(id, e.data_len()).then_some(id),
+        }
+    }
+
+    /// JavaScript queues `bytes` for worker `id`: the total not yet written.
+    fn sending(&self, id: u32, bytes: usize) -> usize {
+        match self.unwritten.lock() {
+            Ok(mut m) => {
+                let n = m.entry(id).or_default();
+                *n += bytes;
+                *n
+            }
+            Err(_) => 0,
+        }
+    }
+
+    /// The I/O thread wrote `bytes` of JavaScript's frames to worker `id`.
+    fn written(&self, id: u32, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        if let Ok(mut m) = self.unwritten.lock() {
+            if let Some(n) = m.get_mut(&id) {
+                *n = n.saturating_sub(bytes);
+            }
+        }
+    }
+
+    /// Worker `id`'s channel closed: nothing of it will be written.
+    fn closed(&self, id: u32) {
+        if let Ok(mut m) = self.unwritten.lock() {
+            m.remove(&id);
+        }
+    }
+}
 
 #[derive(Debug)]
 pub enum Command {
@@ -64,6 +143,8 @@ pub enum Command {
         id: u32,
         frame: Vec<u8>,
         fd: Option<OwnedFd>,
+        /// JavaScript waits for `Event::Written` for it.
+        callback: bool,
     },
     /// `worker.disconnect()`: ask the worker to close its servers and leave.
     Disconnect {
@@ -74,10 +155,16 @@ pub enum Command {
     CloseChannel {
         id: u32,
     },
-    /// Scheduling policy and handle-key style, fixed at the first fork.
+    /// Scheduling policy and handle-key style (fixed at the first fork),
+    /// and the listen grace of primary-accepted servers.
     Configure {
         policy: Policy,
         key_with_index: bool,
+        listen_grace_ms: u64,
+    },
+    /// JavaScript caught up with a worker whose reading was paused.
+    Resume {
+        id: u32,
     },
     /// JavaScript listened for [`Event::Listen`] `bind`: the listening
     /// socket (a copy, ours to keep) or Node's negative errno.
@@ -119,6 +206,7 @@ impl From<io::Error> for CoreError {
 
 pub struct Primary {
     tx: UnboundedSender<Command>,
+    flow: Flow,
     pidfds: PidFds,
     launches: Launches,
     thread: Option<JoinHandle<()>>,
@@ -127,6 +215,7 @@ pub struct Primary {
 impl Primary {
     pub fn start(
         sink: impl FnMut(Vec<Event<OwnedFd>>) + Send + 'static,
+        flow: Flow,
     ) -> Result<Primary, CoreError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let pidfds = PidFds::default();
@@ -135,17 +224,18 @@ impl Primary {
         // so it is built on its own thread; startup errors come back over
         // `ready`.
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<()>>(1);
-        let (p, l) = (pidfds.clone(), launches.clone());
+        let (p, l, f) = (pidfds.clone(), launches.clone(), flow.clone());
         let thread = std::thread::Builder::new()
             .name("native-cluster-io".into())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_io()
+                    .enable_time()
                     .build();
                 match runtime {
                     Ok(runtime) => {
                         let _ = ready_tx.send(Ok(()));
-                        driver::run(&runtime, rx, Box::new(sink), p, l);
+                        driver::run(&runtime, rx, Box::new(sink), p, l, f);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -155,6 +245,7 @@ impl Primary {
         ready_rx.recv().map_err(|_| CoreError::Stopped)??;
         Ok(Primary {
             tx,
+            flow,
             pidfds,
             launches,
             thread: Some(thread),
@@ -163,6 +254,26 @@ impl Primary {
 
     pub fn command(&self, cmd: Command) -> Result<(), CoreError> {
         self.tx.send(cmd).map_err(|_| CoreError::Stopped)
+    }
+
+    /// Queues a frame of `worker.send()`; returns how many bytes of
+    /// JavaScript's frames to that worker are not yet written, this one
+    /// included.
+    pub fn send(
+        &self,
+        id: u32,
+        frame: Vec<u8>,
+        fd: Option<OwnedFd>,
+        callback: bool,
+    ) -> Result<usize, CoreError> {
+        let queued = self.flow.sending(id, frame.len());
+        self.command(Command::Send {
+            id,
+            frame,
+            fd,
+            callback,
+        })?;
+        Ok(queued)
     }
 
     /// Waits (at most `timeout`) until the I/O thread has written every
@@ -245,11 +356,14 @@ mod tests {
         crossbeam_channel::Receiver<Event<OwnedFd>>,
     ) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let primary = Primary::start(move |batch| {
-            for ev in batch {
-                let _ = tx.send(ev);
-            }
-        })
+        let primary = Primary::start(
+            move |batch| {
+                for ev in batch {
+                    let _ = tx.send(ev);
+                }
+            },
+            Flow::default(),
+        )
         .expect("start");
         let (ours, theirs) = sys::socketpair().expect("socketpair");
         // SAFETY: getpid cannot fail.
@@ -294,6 +408,7 @@ mod tests {
                     id: 1,
                     frame,
                     fd: None,
+                    callback: false,
                 })
                 .expect("send");
         }

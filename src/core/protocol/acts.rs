@@ -142,6 +142,15 @@ impl Protocol {
         });
     }
 
+    /// Reports an unusable message of worker `id`; nothing else happens.
+    pub(crate) fn bad_message(&mut self, id: u32, what: &str) {
+        self.event(Event::Error {
+            id,
+            code: "ERR_CLUSTER_BAD_MESSAGE",
+            message: format!("worker {id} sent {what}"),
+        });
+    }
+
     /// Takes the oldest descriptor received from the worker.
     fn take_fd(&mut self, id: u32) -> Option<Handle> {
         self.workers.get_mut(&id)?.fds_in.pop_front()
@@ -199,7 +208,7 @@ impl Protocol {
             None => (inner, None),
         };
         let bytes = framing::encode_value(ser, &value);
-        self.push_frame(id, Frame { bytes, fd }, false)
+        self.push_frame(id, Frame::with_fd(bytes, fd), false)
             .then_some(seq)
     }
 
@@ -217,6 +226,16 @@ impl Protocol {
             Some("online") => self.event(Event::Online { id }),
             Some("queryServer") => self.query_server(id, msg),
             Some("listening") => {
+                let port = msg.get("port");
+                let address = msg.get("address");
+                let plausible = matches!(port, None | Some(Value::Undefined | Value::Number(_)))
+                    && matches!(
+                        address,
+                        None | Some(Value::Undefined | Value::Null | Value::String(_))
+                    );
+                if !plausible {
+                    return self.bad_message(id, "a listening message with a bad port or address");
+                }
                 let info = Value::object([
                     (
                         "addressType",
@@ -236,13 +255,14 @@ impl Protocol {
                     info: String::from_utf8_lossy(&out).into_owned(),
                 });
             }
-            Some("close") => {
-                if let Some(key) = msg.get("key").and_then(Value::as_str) {
+            Some("close") => match msg.get("key").and_then(Value::as_str) {
+                Some(key) => {
                     let key = key.to_string();
-                    self.servers.remove_worker(&key, id);
+                    self.servers.remove_worker(&key, id, false);
                     self.settle_departures();
                 }
-            }
+                None => self.bad_message(id, "a close message without a key"),
+            },
             Some("exitedAfterDisconnect") => {
                 if let Some(w) = self.workers.get_mut(&id) {
                     w.exited_after_disconnect = true;

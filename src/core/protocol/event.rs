@@ -53,6 +53,12 @@ pub enum Event<F = FdId> {
     ExitedAfterDisconnect {
         id: u32,
     },
+    /// `callbacks` more of JavaScript's `worker.send()` frames (those with
+    /// a callback) were written, or will never be (channel closed).
+    Written {
+        id: u32,
+        callbacks: u32,
+    },
     /// The channel closed.
     Disconnect {
         id: u32,
@@ -118,12 +124,42 @@ impl<F> Event<F> {
             },
             Event::Internal { id, payload } => Event::Internal { id, payload },
             Event::ExitedAfterDisconnect { id } => Event::ExitedAfterDisconnect { id },
+            Event::Written { id, callbacks } => Event::Written { id, callbacks },
             Event::Disconnect { id } => Event::Disconnect { id },
             Event::Exit { id, status } => Event::Exit { id, status },
             Event::Error { id, code, message } => Event::Error { id, code, message },
             Event::SpawnFailed { id, errno, message } => Event::SpawnFailed { id, errno, message },
             Event::Warning { id, code, message } => Event::Warning { id, code, message },
             Event::Listen { bind, options } => Event::Listen { bind, options },
+        }
+    }
+
+    /// The worker this event is about (a `Listen` request is about none).
+    pub fn worker(&self) -> Option<u32> {
+        match self {
+            Event::Listen { .. } => None,
+            Event::Online { id }
+            | Event::Listening { id, .. }
+            | Event::Messages { id, .. }
+            | Event::Message { id, .. }
+            | Event::Internal { id, .. }
+            | Event::ExitedAfterDisconnect { id }
+            | Event::Written { id, .. }
+            | Event::Disconnect { id }
+            | Event::Exit { id, .. }
+            | Event::Error { id, .. }
+            | Event::SpawnFailed { id, .. }
+            | Event::Warning { id, .. } => Some(*id),
+        }
+    }
+
+    /// Bytes of a worker's own data this event carries to JavaScript (what
+    /// the read backlog counts).
+    pub fn data_len(&self) -> usize {
+        match self {
+            Event::Messages { data, .. } => data.len(),
+            Event::Message { payload, .. } | Event::Internal { payload, .. } => payload.len(),
+            _ => 0,
         }
     }
 

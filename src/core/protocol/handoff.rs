@@ -6,10 +6,11 @@ use crate::core::codec::framing::Serialization;
 use crate::core::codec::json;
 use crate::core::codec::value::Value;
 use crate::core::protocol::balance::sticky::client_key;
+use crate::core::protocol::balance::Balancer;
 use crate::core::protocol::fd::{FdId, Handle};
 use crate::core::protocol::outbox::Frame;
-use crate::core::protocol::servers::{Conn, InFlightConn, Server};
-use crate::core::protocol::Protocol;
+use crate::core::protocol::servers::{AcceptingServer, Conn, InFlightConn, Server, MAX_QUEUED};
+use crate::core::protocol::{Output, Protocol};
 use std::net::IpAddr;
 
 /// The JSON frame of a `newconn` handoff, byte for byte what
@@ -43,15 +44,53 @@ impl Protocol {
         }
         let client = client_key(peer);
         self.redistribute(&key, Conn { fd: conn, client }, None);
+        let mut stop = None;
+        if let Some(Server::Accepting(s)) = self.servers.by_key.get_mut(&key).map(|e| &mut e.server)
+        {
+            if !s.throttled && s.balancer.queued_len() >= MAX_QUEUED {
+                s.throttled = true;
+                stop = Some(s.listener.id());
+            }
+        }
+        if let Some(listener) = stop {
+            self.emit(Output::StopAccept { listener });
+        }
     }
 
-    /// Gives `worker` its next queued connection, if any.
+    /// Gives `worker` its next queued connection, if any. Never a second
+    /// one while it has one of this server's in flight (it may have left
+    /// and joined again before answering).
     pub(crate) fn handoff(&mut self, key: &str, worker: u32) {
+        let busy = self
+            .servers
+            .in_flight
+            .values()
+            .any(|c| c.worker == worker && c.key == key);
+        if busy {
+            return;
+        }
+        let mut resume = None;
         let conn = match self.servers.by_key.get_mut(key).map(|e| &mut e.server) {
-            Some(Server::Accepting(s)) => s.balancer.handoff(worker),
+            Some(Server::Accepting(s)) => {
+                let conn = s.balancer.handoff(worker);
+                // Accepting resumes once the queue is down to half.
+                if s.throttled && s.balancer.queued_len() <= MAX_QUEUED / 2 {
+                    s.throttled = false;
+                    if s.grace.is_none() {
+                        resume = Some(Output::Accept {
+                            listener: s.listener.id(),
+                            peer: matches!(s.balancer, Balancer::Sticky(_)),
+                        });
+                    }
+                }
+                conn
+            }
             Some(Server::ReusePort(s)) => s.balancer.handoff(worker),
             _ => None,
         };
+        if let Some(out) = resume {
+            self.emit(out);
+        }
         if let Some(conn) = conn {
             self.send_newconn(key, worker, conn);
         }
@@ -63,10 +102,7 @@ impl Protocol {
             // rather than built as a value tree.
             Some((Serialization::Json, true)) => {
                 let seq = self.next_seq();
-                let frame = Frame {
-                    bytes: newconn_json(key, seq),
-                    fd: Some(conn.fd.clone()),
-                };
+                let frame = Frame::with_fd(newconn_json(key, seq), Some(conn.fd.clone()));
                 self.push_frame(worker, frame, false).then_some(seq)
             }
             _ => {
@@ -115,12 +151,81 @@ impl Protocol {
         self.handoff(&key, worker);
     }
 
-    pub(crate) fn remove_worker_from_servers(&mut self, id: u32) {
-        self.servers.remove_worker_everywhere(id);
+    /// Takes a worker out of every server. Connections already handed to
+    /// it stay in flight: it may still answer them (a disconnecting worker
+    /// refuses them) until its channel closes. `died`: it left without
+    /// being asked, so a server it was the last worker of keeps its socket
+    /// for the listen grace, if one is set.
+    pub(crate) fn remove_worker_from_servers(&mut self, id: u32, died: bool) {
+        let grace = died && self.listen_grace_ms > 0;
+        self.servers.remove_worker_everywhere(id, grace);
         self.settle_departures();
-        // Connections this worker never answered for are closed: it may have
-        // taken them before leaving, and a second owner would be worse.
-        self.servers.in_flight.retain(|_, c| c.worker != id);
+    }
+
+    /// The first worker after a server's last one left: accepting resumes.
+    pub(crate) fn resume_after_grace(&mut self, s: &mut AcceptingServer) {
+        if s.grace.take().is_some() && !s.throttled {
+            self.emit(Output::Accept {
+                listener: s.listener.id(),
+                peer: matches!(s.balancer, Balancer::Sticky(_)),
+            });
+        }
+    }
+
+    /// A server's listen grace ended: closed unless a worker came.
+    pub(crate) fn end_grace(&mut self, key: &str, timer: u64) {
+        let ended = matches!(
+            self.servers.by_key.get(key).map(|e| &e.server),
+            Some(Server::Accepting(s)) if s.grace == Some(timer) && s.balancer.is_empty()
+        );
+        if !ended {
+            return;
+        }
+        if let Some(entry) = self.servers.by_key.remove(key) {
+            if let Server::Accepting(s) = entry.server {
+                self.servers.listeners.remove(&s.listener.id());
+                self.emit(Output::StopAccept {
+                    listener: s.listener.id(),
+                });
+            }
+        }
+    }
+
+    /// The channel of worker `id` closed: the connections it never answered
+    /// go to other workers, in the order they were handed off. Node's worker
+    /// answers `newconn` before its server touches the socket (and the
+    /// driver reads a dead worker's last bytes before reporting its exit),
+    /// so an unanswered connection is untouched. With nobody left to take
+    /// it, it is closed (or waits out the server's listen grace).
+    pub(crate) fn reroute_unanswered(&mut self, id: u32) {
+        let mut seqs: Vec<u64> = self
+            .servers
+            .in_flight
+            .iter()
+            .filter(|(_, c)| c.worker == id)
+            .map(|(seq, _)| *seq)
+            .collect();
+        // Each goes ahead of the queue: the newest first, so that the
+        // oldest ends up in front.
+        seqs.sort_unstable_by(|a, b| b.cmp(a));
+        for seq in seqs {
+            let Some(InFlightConn { key, conn, .. }) = self.servers.in_flight.remove(&seq) else {
+                continue;
+            };
+            self.rerouted += 1;
+            let next = match self.servers.by_key.get_mut(&key).map(|e| &mut e.server) {
+                Some(Server::Accepting(s)) => {
+                    let client = conn.client;
+                    s.balancer.distribute_first(conn, client, id)
+                }
+                Some(Server::ReusePort(s)) => s.balancer.distribute_first(conn),
+                // Its server closed with its last worker: nobody can take it.
+                _ => None,
+            };
+            if let Some((w, c)) = next {
+                self.send_newconn(&key, w, c);
+            }
+        }
     }
 }
 

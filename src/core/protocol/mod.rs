@@ -16,6 +16,7 @@
 //! and the handle ACK gate), `workers` (the worker table).
 
 mod acts;
+pub mod backlog;
 pub mod balance;
 pub mod event;
 pub mod fd;
@@ -72,23 +73,30 @@ pub enum Input<'a> {
         result: Result<Opened, i64>,
     },
     /// JavaScript: a complete frame for a worker, optionally carrying a
-    /// descriptor (then the frame is a `NODE_HANDLE` envelope).
+    /// descriptor (then the frame is a `NODE_HANDLE` envelope); `callback`:
+    /// JavaScript wants `Event::Written` for it.
     Send {
         id: u32,
         frame: Vec<u8>,
         fd: Option<FdId>,
+        callback: bool,
     },
     /// JavaScript: `worker.disconnect()`.
     Disconnect { id: u32 },
     /// JavaScript: `worker.process.disconnect()`; the channel closes once
     /// what is queued is out.
     CloseChannel { id: u32 },
-    /// JavaScript: scheduling policy and handle-key style (Node 20 keys with
-    /// the listen index, Node 22+ only for port 0).
+    /// JavaScript: scheduling policy, handle-key style (Node 20 keys with
+    /// the listen index, Node 22+ only for port 0), and how long a
+    /// primary-accepted server outlives its last worker (0: not at all, as
+    /// in Node).
     Configure {
         policy: Policy,
         key_with_index: bool,
+        listen_grace_ms: u64,
     },
+    /// A timer asked for with `Output::Timer` expired.
+    Timer { timer: u64 },
 }
 
 /// An opened socket.
@@ -157,6 +165,16 @@ pub enum Output {
     StopAccept { listener: FdId },
     /// Close a descriptor token: nothing in the protocol refers to it.
     Close { fd: FdId },
+    /// Answer with `Input::Timer { timer }` after `after_ms` milliseconds.
+    /// Never cancelled: the protocol ignores a timer it no longer needs.
+    Timer { timer: u64, after_ms: u64 },
+}
+
+/// What a timer is for.
+#[derive(Debug)]
+pub(crate) enum TimerFor {
+    /// The listen grace of the server under `key` ends.
+    Grace { key: String },
 }
 
 pub struct Protocol {
@@ -164,6 +182,12 @@ pub struct Protocol {
     pub(crate) servers: Servers,
     pub(crate) policy: Policy,
     pub(crate) key_with_index: bool,
+    pub(crate) listen_grace_ms: u64,
+    pub(crate) timers: HashMap<u64, TimerFor>,
+    next_timer: u64,
+    /// Connections handed to a worker that left without answering, and
+    /// passed on.
+    pub(crate) rerouted: u64,
     seq: u64,
     outputs: VecDeque<Output>,
     released: Released,
@@ -182,6 +206,10 @@ impl Protocol {
             servers: Servers::default(),
             policy: Policy::RoundRobin,
             key_with_index: true,
+            listen_grace_ms: 0,
+            timers: HashMap::new(),
+            next_timer: 0,
+            rerouted: 0,
             seq: 0,
             outputs: VecDeque::new(),
             released: Released::default(),
@@ -211,10 +239,18 @@ impl Protocol {
                 let result = result.map(|o| (self.own(o.fd), o.sockname));
                 self.on_opened(bind, result);
             }
-            Input::Send { id, frame, fd } => {
+            Input::Send {
+                id,
+                frame,
+                fd,
+                callback,
+            } => {
                 let fd = fd.map(|f| self.own(f));
                 if self.workers.get(&id).is_some_and(|w| w.open) {
-                    self.push_frame(id, Frame { bytes: frame, fd }, false);
+                    self.push_frame(id, Frame::from_js(frame, fd, callback), false);
+                } else if callback {
+                    // Node calls it even when the write never happens.
+                    self.event(Event::Written { id, callbacks: 1 });
                 }
             }
             Input::Disconnect { id } => self.disconnect(id),
@@ -227,11 +263,32 @@ impl Protocol {
             Input::Configure {
                 policy,
                 key_with_index,
+                listen_grace_ms,
             } => {
                 self.policy = policy;
                 self.key_with_index = key_with_index;
+                self.listen_grace_ms = listen_grace_ms;
+            }
+            Input::Timer { timer } => {
+                if let Some(TimerFor::Grace { key }) = self.timers.remove(&timer) {
+                    self.end_grace(&key, timer);
+                }
             }
         }
+    }
+
+    /// Connections handed to a worker that left without answering them,
+    /// and passed on to another.
+    pub fn rerouted(&self) -> u64 {
+        self.rerouted
+    }
+
+    pub(crate) fn start_timer(&mut self, what: TimerFor, after_ms: u64) -> u64 {
+        let timer = self.next_timer;
+        self.next_timer += 1;
+        self.timers.insert(timer, what);
+        self.emit(Output::Timer { timer, after_ms });
+        timer
     }
 
     /// The next thing to do, until `None`.
@@ -259,11 +316,20 @@ impl Protocol {
         self.workers.get_mut(&id)?.outbox.transmit()
     }
 
-    /// `n` bytes of what [`Self::transmit`] returned were written.
-    pub fn written(&mut self, id: u32, n: usize) {
-        if let Some(w) = self.workers.get_mut(&id) {
-            w.outbox.written(n);
+    /// `n` bytes of what [`Self::transmit`] returned were written; returns
+    /// how many bytes of JavaScript's frames that completed.
+    pub fn written(&mut self, id: u32, n: usize) -> usize {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return 0;
+        };
+        let done = w.outbox.written(n);
+        if done.callbacks > 0 {
+            self.event(Event::Written {
+                id,
+                callbacks: done.callbacks,
+            });
         }
+        done.js_bytes
     }
 
     /// Takes ownership of a driver token.
@@ -342,10 +408,21 @@ impl Protocol {
         }
         w.open = false;
         w.fds_in.clear();
+        // Send callbacks of frames that will never be written still run,
+        // as Node runs those of writes cancelled by the close.
+        let lost = w.outbox.pending_js();
         w.outbox = Default::default();
         w.decoder = crate::core::codec::framing::FrameDecoder::new(w.ser);
+        let died = !w.exited_after_disconnect;
+        if lost.callbacks > 0 {
+            self.event(Event::Written {
+                id,
+                callbacks: lost.callbacks,
+            });
+        }
         self.emit(Output::CloseChannel { id });
-        self.remove_worker_from_servers(id);
+        self.remove_worker_from_servers(id, died);
+        self.reroute_unanswered(id);
         self.event(Event::Disconnect { id });
         self.forget_if_done(id);
     }
@@ -381,7 +458,7 @@ impl Protocol {
             let msg = crate::core::codec::value::Value::object([("act", "disconnect".into())]);
             self.send_cluster(id, msg, None);
         }
-        self.remove_worker_from_servers(id);
+        self.remove_worker_from_servers(id, false);
     }
 
     /// What the protocol holds, for bounds and leak checks.
@@ -406,9 +483,16 @@ impl Protocol {
     /// accepted on names a registered server.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
+        let mut lanes = std::collections::HashSet::new();
         for (seq, c) in &self.servers.in_flight {
             if !seen.insert(c.conn.fd.id()) {
                 return Err(format!("connection {:?} in flight twice", c.conn.fd));
+            }
+            if !lanes.insert((c.worker, c.key.as_str())) {
+                return Err(format!(
+                    "worker {} has two newconns of {} in flight",
+                    c.worker, c.key
+                ));
             }
             if !self.workers.contains_key(&c.worker) {
                 return Err(format!(

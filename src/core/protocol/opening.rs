@@ -128,6 +128,8 @@ impl Protocol {
                     } else {
                         sockname.as_ref().map(sockname_value)
                     },
+                    grace: None,
+                    throttled: false,
                 })
             }
             Becomes::Shared { handle_type } => Server::Shared(SharedServer {

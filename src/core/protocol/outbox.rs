@@ -22,12 +22,44 @@ pub struct Frame {
     /// Shared because the balancer may still own the same connection while
     /// the frame waits for its ACK.
     pub fd: Option<Handle>,
+    /// How many of the bytes JavaScript sent (`worker.send()`), reported
+    /// once written so that JavaScript knows what is still queued.
+    pub js_bytes: usize,
+    /// How many JavaScript send callbacks wait for this frame.
+    pub callbacks: u32,
 }
 
 impl Frame {
     pub fn plain(bytes: Vec<u8>) -> Frame {
-        Frame { bytes, fd: None }
+        Frame::with_fd(bytes, None)
     }
+
+    pub fn with_fd(bytes: Vec<u8>, fd: Option<Handle>) -> Frame {
+        Frame {
+            bytes,
+            fd,
+            js_bytes: 0,
+            callbacks: 0,
+        }
+    }
+
+    /// A frame of `worker.send()`; `callback`: JavaScript waits to hear it
+    /// was written.
+    pub fn from_js(bytes: Vec<u8>, fd: Option<Handle>, callback: bool) -> Frame {
+        Frame {
+            js_bytes: bytes.len(),
+            callbacks: u32::from(callback),
+            bytes,
+            fd,
+        }
+    }
+}
+
+/// What one [`Outbox::written`] completed of JavaScript's frames.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Completed {
+    pub js_bytes: usize,
+    pub callbacks: u32,
 }
 
 #[derive(Debug)]
@@ -70,6 +102,8 @@ impl Outbox {
             if let Some(last) = self.queue.back_mut() {
                 if last.fd.is_none() && last.bytes.len() + frame.bytes.len() <= MERGE_LIMIT {
                     last.bytes.extend_from_slice(&frame.bytes);
+                    last.js_bytes += frame.js_bytes;
+                    last.callbacks += frame.callbacks;
                     return;
                 }
             }
@@ -146,15 +180,21 @@ impl Outbox {
         Some((&frame.bytes[*off..], fd))
     }
 
-    /// `n` bytes of what [`Self::transmit`] returned were written.
-    pub fn written(&mut self, n: usize) {
+    /// `n` bytes of what [`Self::transmit`] returned were written; what of
+    /// JavaScript's that completed (each frame counts once, even when a
+    /// NACK has it written again).
+    pub fn written(&mut self, n: usize) -> Completed {
         let Some((frame, off, gated)) = self.current.as_mut() else {
-            return;
+            return Completed::default();
         };
         *off += n;
         if *off < frame.bytes.len() {
-            return;
+            return Completed::default();
         }
+        let done = Completed {
+            js_bytes: std::mem::take(&mut frame.js_bytes),
+            callbacks: std::mem::take(&mut frame.callbacks),
+        };
         let gated = *gated;
         if let Some((frame, _, _)) = self.current.take() {
             if gated {
@@ -165,6 +205,22 @@ impl Outbox {
                 });
             }
         }
+        done
+    }
+
+    /// JavaScript's bytes and callbacks still queued (all lost when the
+    /// channel closes).
+    pub fn pending_js(&self) -> Completed {
+        let mut c = Completed::default();
+        let frames = self
+            .queue
+            .iter()
+            .chain(self.current.as_ref().map(|(f, _, _)| f));
+        for f in frames {
+            c.js_bytes += f.js_bytes;
+            c.callbacks += f.callbacks;
+        }
+        c
     }
 
     /// Frames and descriptors held, for bounds checks.
@@ -201,10 +257,7 @@ mod tests {
     fn handle_gates_later_frames_until_ack() {
         let released = Released::default();
         let mut out = Outbox::default();
-        out.push(Frame {
-            bytes: b"H\n".to_vec(),
-            fd: handle(9, &released),
-        });
+        out.push(Frame::with_fd(b"H\n".to_vec(), handle(9, &released)));
         out.push(Frame::plain(b"after\n".to_vec()));
         assert_eq!(drain(&mut out, 1), (b"H\n".to_vec(), vec![FdId(9)]));
         assert!(!out.wants_write(), "plain frame must wait for the ACK");
@@ -223,10 +276,7 @@ mod tests {
         let mut out = Outbox::default();
         out.push(Frame::plain(b"1\n".to_vec()));
         out.push(Frame::plain(b"2\n".to_vec()));
-        out.push(Frame {
-            bytes: b"H\n".to_vec(),
-            fd: handle(3, &released),
-        });
+        out.push(Frame::with_fd(b"H\n".to_vec(), handle(3, &released)));
         out.push(Frame::plain(b"3\n".to_vec()));
         assert_eq!(out.queue.len(), 3, "1 and 2 merged; H and 3 stay apart");
         assert_eq!(drain(&mut out, 5), (b"1\n2\nH\n".to_vec(), vec![FdId(3)]));
@@ -238,14 +288,20 @@ mod tests {
     fn nack_retransmits_three_times_then_gives_up() {
         let released = Released::default();
         let mut out = Outbox::default();
-        out.push(Frame {
-            bytes: b"H\n".to_vec(),
-            fd: handle(4, &released),
-        });
-        assert_eq!(drain(&mut out, 64), (b"H\n".to_vec(), vec![FdId(4)]));
+        out.push(Frame::from_js(b"H\n".to_vec(), handle(4, &released), true));
+        let sent = out.transmit().map(|(b, fd)| (b.to_vec(), fd));
+        assert_eq!(sent, Some((b"H\n".to_vec(), Some(FdId(4)))));
+        let once = Completed {
+            js_bytes: 2,
+            callbacks: 1,
+        };
+        assert_eq!(out.written(2), once);
         for _ in 0..MAX_RETRANSMISSIONS {
             assert_eq!(out.on_ack(false), AckOutcome::Retransmitting);
-            assert_eq!(drain(&mut out, 64), (b"H\n".to_vec(), vec![FdId(4)]));
+            let sent = out.transmit().map(|(b, fd)| (b.to_vec(), fd));
+            assert_eq!(sent, Some((b"H\n".to_vec(), Some(FdId(4)))));
+            // A retransmission is not JavaScript's frame written again.
+            assert_eq!(out.written(2), Completed::default());
         }
         assert_eq!(out.on_ack(false), AckOutcome::GaveUp);
         assert!(out.is_idle());

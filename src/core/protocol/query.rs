@@ -36,6 +36,60 @@ pub(crate) fn is_tcp_on_port(msg: &Value) -> bool {
     !udp && fd < 0 && port >= 0
 }
 
+/// Node's `EINVAL`, as a bind of nonsense would fail.
+const EINVAL: i64 = -22;
+
+/// Checks the fields of a `queryServer` that pick the socket, with the
+/// types and ranges Node's worker sends (`net` and `dgram`); extra fields
+/// (listen options) are allowed. The reason when one is wrong.
+pub(crate) fn check_query(msg: &Value) -> Result<(), String> {
+    let int_in = |v: &Value, lo: f64, hi: f64| {
+        v.as_f64()
+            .is_some_and(|n| n.fract() == 0.0 && n >= lo && n <= hi)
+    };
+    let absent = |v: Option<&Value>| matches!(v, None | Some(Value::Undefined) | Some(Value::Null));
+    let bad = |name: &str, v: Option<&Value>| {
+        let mut text = Vec::new();
+        json::write(v.unwrap_or(&Value::Undefined), &mut text);
+        Err(format!(
+            "queryServer with {name} {}",
+            String::from_utf8_lossy(&text)
+        ))
+    };
+    let address = msg.get("address");
+    if !absent(address) && address.and_then(Value::as_str).is_none() {
+        return bad("address", address);
+    }
+    let port = msg.get("port");
+    if !port.is_some_and(|p| int_in(p, -1.0, 65535.0)) {
+        return bad("port", port);
+    }
+    let address_type = msg.get("addressType");
+    let known_type = match address_type {
+        Some(Value::String(t)) => t == "udp4" || t == "udp6",
+        Some(v) => [4.0, 6.0, -1.0].contains(&v.as_f64().unwrap_or(0.0)),
+        None => false,
+    };
+    if !known_type {
+        return bad("addressType", address_type);
+    }
+    let fd = msg.get("fd");
+    if !absent(fd) && !fd.is_some_and(|v| int_in(v, -1.0, i32::MAX as f64)) {
+        return bad("fd", fd);
+    }
+    let flags = msg.get("flags");
+    if !absent(flags) && !flags.is_some_and(|v| int_in(v, 0.0, u32::MAX as f64)) {
+        return bad("flags", flags);
+    }
+    // `backlog` is not checked: net sends `false` for "none given", and
+    // only a positive number is used.
+    let index = msg.get("index");
+    if !absent(index) && !index.is_some_and(|v| int_in(v, 0.0, u32::MAX as f64)) {
+        return bad("index", index);
+    }
+    Ok(())
+}
+
 fn field(msg: &Value, name: &str) -> Value {
     msg.get(name).cloned().unwrap_or(Value::Undefined)
 }
@@ -66,6 +120,15 @@ impl Protocol {
             return;
         }
         let key = self.handle_key(msg);
+        if let Err(why) = check_query(msg) {
+            // Answered as a failed bind, so the worker's listen fails with
+            // EINVAL instead of waiting; nothing is bound.
+            let mut reply = Self::reply_head(&key, msg, &field(msg, "data"));
+            reply[0].1 = Value::Number(EINVAL as f64);
+            self.send_cluster(id, Value::Object(reply), None);
+            self.bad_message(id, &format!("a {why}"));
+            return;
+        }
         // Node 22+ keys a server without the listen index (unless port 0); a
         // worker asking again for a key it already holds gets a new server,
         // which replaces the old one in the registry only if it opens.
@@ -278,6 +341,7 @@ impl Protocol {
         match &mut entry.server {
             Server::Accepting(s) => {
                 s.balancer.add(id);
+                self.resume_after_grace(s);
                 if let Some(sn) = &s.sockname {
                     reply.push(("sockname".into(), sn.clone()));
                 }

@@ -7,7 +7,7 @@ use crate::core::codec::value::Value;
 use crate::core::protocol::balance::reuseport::ReusePort;
 use crate::core::protocol::fd::Handle;
 use crate::core::protocol::servers::{Conn, OpenFor, Server};
-use crate::core::protocol::{OpenSpec, Output, Protocol, SockName};
+use crate::core::protocol::{OpenSpec, Output, Protocol, SockName, TimerFor};
 
 impl Protocol {
     /// Answers worker `id`'s `queryServer` on a reuseport server with its
@@ -127,6 +127,9 @@ impl Protocol {
     /// connections.
     pub(crate) fn settle_departures(&mut self) {
         let out = std::mem::take(&mut self.servers.departures);
+        for key in out.graced {
+            self.start_grace(&key);
+        }
         for socket in out.retired {
             self.servers.listeners.remove(&socket.id());
             self.emit(Output::StopAccept {
@@ -138,6 +141,26 @@ impl Protocol {
         }
         for (key, worker, conn) in out.rehomed {
             self.send_newconn(&key, worker, conn);
+        }
+    }
+
+    /// A primary-accepted server lost its last worker: it stops accepting
+    /// and waits for the next one for the listen grace.
+    fn start_grace(&mut self, key: &str) {
+        let listener = match self.servers.by_key.get(key).map(|e| &e.server) {
+            Some(Server::Accepting(s)) if s.grace.is_none() => s.listener.id(),
+            _ => return,
+        };
+        self.emit(Output::StopAccept { listener });
+        let timer = self.start_timer(
+            TimerFor::Grace {
+                key: key.to_string(),
+            },
+            self.listen_grace_ms,
+        );
+        if let Some(Server::Accepting(s)) = self.servers.by_key.get_mut(key).map(|e| &mut e.server)
+        {
+            s.grace = Some(timer);
         }
     }
 

@@ -48,7 +48,22 @@ pub struct AcceptingServer {
     pub balancer: Balancer<Conn>,
     /// `{address, family, port}` for TCP; `None` for a Unix socket.
     pub sockname: Option<Value>,
+    /// While the server outlives its last worker (listen grace): the timer
+    /// that ends it. Its socket is not accepted on meanwhile; connections
+    /// wait in the kernel's backlog, and those already accepted in its
+    /// queue, for the next worker.
+    pub grace: Option<u64>,
+    /// Not accepted on while [`MAX_QUEUED`] connections wait for a worker:
+    /// the rest waits in the kernel's backlog.
+    pub throttled: bool,
 }
+
+/// Most connections a primary-accepted server holds for busy workers
+/// before it leaves the rest in the kernel's backlog (each one is a
+/// descriptor of the primary's). Far above what healthy workers let pile
+/// up between two handoffs, and a small share of the descriptor limit Node
+/// raises itself to.
+pub const MAX_QUEUED: usize = 1024;
 
 pub struct SharedServer {
     pub handle: Option<Handle>,
@@ -112,6 +127,8 @@ pub struct Departures {
     pub vacated: Vec<(String, Handle)>,
     /// Listening sockets no longer accepted on (closed servers).
     pub retired: Vec<Handle>,
+    /// Servers whose last worker left, kept for the listen grace.
+    pub graced: Vec<String>,
 }
 
 impl Entry {
@@ -125,7 +142,8 @@ impl Entry {
     }
 
     /// Removes a worker; `true` when it was the last and the server closes.
-    fn remove(&mut self, worker: u32, key: &str, out: &mut Departures) -> bool {
+    /// `grace`: a primary-accepted server stays past its last worker.
+    fn remove(&mut self, worker: u32, key: &str, out: &mut Departures, grace: bool) -> bool {
         match &mut self.server {
             Server::Accepting(s) => {
                 if !s.balancer.contains(worker) {
@@ -134,6 +152,10 @@ impl Entry {
                 let (last, now) = s.balancer.remove(worker);
                 out.rehomed
                     .extend(now.into_iter().map(|(w, c)| (key.to_string(), w, c)));
+                if last && grace {
+                    out.graced.push(key.to_string());
+                    return false;
+                }
                 if last {
                     // Connections nobody will take are closed with the server.
                     drop(s.balancer.drain());
@@ -180,11 +202,12 @@ impl Entry {
 
 impl Servers {
     /// Removes a worker from one server; `true` when the server closed.
-    pub fn remove_worker(&mut self, key: &str, worker: u32) -> bool {
+    /// `grace`: a primary-accepted server outlives its last worker.
+    pub fn remove_worker(&mut self, key: &str, worker: u32, grace: bool) -> bool {
         let Some(entry) = self.by_key.get_mut(key) else {
             return false;
         };
-        if !entry.remove(worker, key, &mut self.departures) {
+        if !entry.remove(worker, key, &mut self.departures, grace) {
             return false;
         }
         if let Some(entry) = self.by_key.remove(key) {
@@ -196,14 +219,15 @@ impl Servers {
     }
 
     /// Removes a worker from every server it shares, replaced ones included.
-    pub fn remove_worker_everywhere(&mut self, worker: u32) {
+    pub fn remove_worker_everywhere(&mut self, worker: u32, grace: bool) {
         for key in self.keys() {
-            self.remove_worker(&key, worker);
+            self.remove_worker(&key, worker, grace);
         }
         let out = &mut self.departures;
-        self.orphans.retain_mut(|(k, e)| !e.remove(worker, k, out));
+        self.orphans
+            .retain_mut(|(k, e)| !e.remove(worker, k, out, false));
         for (k, e) in self.replacing.values_mut() {
-            e.remove(worker, k, out);
+            e.remove(worker, k, out, false);
         }
     }
 

@@ -51,6 +51,14 @@ impl<C> Balancer<C> {
         }
     }
 
+    /// No worker shares the server.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Balancer::RoundRobin(b) => b.is_empty(),
+            Balancer::Sticky(b) => b.is_empty(),
+        }
+    }
+
     pub fn add(&mut self, worker: u32) -> bool {
         match self {
             Balancer::RoundRobin(b) => b.add(worker),
@@ -74,6 +82,15 @@ impl<C> Balancer<C> {
         }
     }
 
+    /// [`Self::distribute`] ahead of the queue, for a connection handed out
+    /// before (to a worker that left without answering).
+    pub fn distribute_first(&mut self, conn: C, client: u64, left: u32) -> Option<(u32, C)> {
+        match self {
+            Balancer::RoundRobin(b) => b.distribute_first(conn),
+            Balancer::Sticky(b) => b.distribute_first(conn, client, Some(left)),
+        }
+    }
+
     /// The worker is ready for its next connection.
     pub fn handoff(&mut self, worker: u32) -> Option<C> {
         match self {
@@ -88,6 +105,14 @@ impl<C> Balancer<C> {
         match self {
             Balancer::RoundRobin(b) => (b.remove(worker), Vec::new()),
             Balancer::Sticky(b) => b.remove(worker),
+        }
+    }
+
+    /// How many connections wait for a worker.
+    pub fn queued_len(&self) -> usize {
+        match self {
+            Balancer::RoundRobin(b) => b.pending_len(),
+            Balancer::Sticky(b) => b.queued().count(),
         }
     }
 

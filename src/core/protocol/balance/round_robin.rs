@@ -64,6 +64,14 @@ impl<C> RoundRobin<C> {
         self.handoff(worker).map(|c| (worker, c))
     }
 
+    /// [`Self::distribute`] ahead of the queue: for a connection that was
+    /// already handed out once (it is older than all queued ones).
+    pub fn distribute_first(&mut self, conn: C) -> Option<(u32, C)> {
+        self.pending.push_front(conn);
+        let worker = self.free.pop_front()?;
+        self.handoff(worker).map(|c| (worker, c))
+    }
+
     /// The worker is ready for a connection: the next queued one, or `None`
     /// (it then waits in the idle list).
     pub fn handoff(&mut self, worker: u32) -> Option<C> {

@@ -69,6 +69,10 @@ impl<C> Sticky<C> {
         self.lanes.contains_key(&worker)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
     pub fn add(&mut self, worker: u32) -> bool {
         if self.contains(worker) {
             return false;
@@ -101,13 +105,42 @@ impl<C> Sticky<C> {
     /// worker is idle and must be sent it now. `exclude`: a worker that just
     /// refused it.
     pub fn distribute(&mut self, conn: C, client: u64, exclude: Option<u32>) -> Option<(u32, C)> {
+        self.place(conn, client, exclude, false)
+    }
+
+    /// [`Self::distribute`] ahead of its owner's queue: for a connection
+    /// already handed out once.
+    pub fn distribute_first(
+        &mut self,
+        conn: C,
+        client: u64,
+        exclude: Option<u32>,
+    ) -> Option<(u32, C)> {
+        self.place(conn, client, exclude, true)
+    }
+
+    fn place(
+        &mut self,
+        conn: C,
+        client: u64,
+        exclude: Option<u32>,
+        first: bool,
+    ) -> Option<(u32, C)> {
         let Some(worker) = self.owner(client, exclude) else {
-            self.unassigned.push_back((client, conn));
+            if first {
+                self.unassigned.push_front((client, conn));
+            } else {
+                self.unassigned.push_back((client, conn));
+            }
             return None;
         };
         let lane = self.lanes.get_mut(&worker)?;
         if lane.in_flight {
-            lane.queue.push_back((client, conn));
+            if first {
+                lane.queue.push_front((client, conn));
+            } else {
+                lane.queue.push_back((client, conn));
+            }
             None
         } else {
             lane.in_flight = true;
