@@ -29,7 +29,7 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, LocalSet};
 
@@ -121,6 +121,8 @@ struct Driver {
     pidfds: PidFds,
     launches: Launches,
     flow: Flow,
+    /// Where timer threads send their expiry.
+    timers: UnboundedSender<Command>,
     shutdown: Cell<bool>,
 }
 
@@ -133,6 +135,7 @@ pub fn run(
     pidfds: PidFds,
     launches: Launches,
     flow: Flow,
+    timers: UnboundedSender<Command>,
 ) {
     let driver = Rc::new(Driver {
         protocol: RefCell::new(Protocol::new()),
@@ -145,6 +148,7 @@ pub fn run(
         pidfds,
         launches,
         flow,
+        timers,
         shutdown: Cell::new(false),
     });
     let local = LocalSet::new();
@@ -172,7 +176,7 @@ impl Driver {
                 self.end_turn();
                 break;
             }
-            self.turn_end.notify_one();
+            self.write_dirty();
         }
     }
 
@@ -199,7 +203,7 @@ impl Driver {
                     }
                     Err(e) => {
                         let errno = e.errno().unwrap_or(libc::EINVAL);
-                        self.batch.borrow_mut().push(Event::SpawnFailed {
+                        self.event(Event::SpawnFailed {
                             id,
                             errno,
                             message: e.to_string(),
@@ -252,6 +256,7 @@ impl Driver {
                 self.write_dirty();
                 let _ = done.send(());
             }
+            Command::Timer { timer } => self.input(Input::Timer { timer }),
             Command::Shutdown => self.shutdown.set(true),
         }
     }
@@ -309,7 +314,7 @@ impl Driver {
     }
 
     fn watch_failed(&self, id: u32, e: io::Error) {
-        self.batch.borrow_mut().push(Event::Error {
+        self.event(Event::Error {
             id,
             code: "ERR_CLUSTER_REACTOR",
             message: format!("cannot watch worker {id}: {e}"),
@@ -320,6 +325,11 @@ impl Driver {
     fn input(self: &Rc<Self>, input: Input<'_>) {
         self.protocol.borrow_mut().handle(input);
         self.drain();
+    }
+
+    /// An event for JavaScript, sent at the end of the turn.
+    fn event(&self, e: Event<OwnedFd>) {
+        self.batch.borrow_mut().push(e);
         self.turn_end.notify_one();
     }
 
@@ -337,7 +347,7 @@ impl Driver {
         match out {
             Output::Event(e) => {
                 let e = e.map_fd(|fd| self.fds.borrow_mut().take(fd));
-                self.batch.borrow_mut().push(e);
+                self.event(e);
             }
             Output::Transmit { id } => {
                 let mut dirty = self.dirty.borrow_mut();
@@ -353,18 +363,19 @@ impl Driver {
                 }
             }
             Output::Timer { timer, after_ms } => {
-                let d = self.clone();
-                tokio::task::spawn_local(async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(after_ms)).await;
-                    d.input(Input::Timer { timer });
-                });
+                // Timers are rare (a listen grace): a sleeping thread each
+                // keeps the runtime free of a time driver, which would read
+                // the clock at every turn.
+                let tx = self.timers.clone();
+                let _ = std::thread::Builder::new()
+                    .name("native-cluster-timer".into())
+                    .spawn(move || {
+                        std::thread::sleep(std::time::Duration::from_millis(after_ms));
+                        let _ = tx.send(Command::Timer { timer });
+                    });
             }
             Output::Open { bind, spec } => match spec {
-                OpenSpec::Js { options } => {
-                    self.batch
-                        .borrow_mut()
-                        .push(Event::Listen { bind, options });
-                }
+                OpenSpec::Js { options } => self.event(Event::Listen { bind, options }),
                 spec => {
                     let result = open(&spec)
                         .map(|o| self.opened(o.fd, o.unlink))
@@ -521,7 +532,9 @@ impl Driver {
                     return;
                 }
             };
-            match self.read(id, ch.as_raw_fd(), &mut buf, false) {
+            let read = self.read(id, ch.as_raw_fd(), &mut buf, false);
+            self.write_dirty();
+            match read {
                 Read::Drained => guard.clear_ready(),
                 Read::More => {
                     drop(guard);
@@ -559,7 +572,6 @@ impl Driver {
                 guard.clear_ready();
             }
             drop(afd);
-            self.turn_end.notify_one();
         }
     }
 
@@ -592,6 +604,7 @@ impl Driver {
             w.close();
         }
         self.input(Input::Exited { id, status });
+        self.write_dirty();
     }
 
     fn accept_on(self: &Rc<Self>, listener: FdId, peer: bool) {
@@ -653,6 +666,7 @@ impl Driver {
                     }
                 }
             }
+            self.write_dirty();
             if accepted == ACCEPT_BATCH {
                 drop(guard);
                 tokio::task::yield_now().await;

@@ -166,6 +166,10 @@ pub enum Command {
     Resume {
         id: u32,
     },
+    /// A protocol timer expired (sent by its timer thread).
+    Timer {
+        timer: u64,
+    },
     /// JavaScript listened for [`Event::Listen`] `bind`: the listening
     /// socket (a copy, ours to keep) or Node's negative errno.
     Listened {
@@ -224,18 +228,17 @@ impl Primary {
         // so it is built on its own thread; startup errors come back over
         // `ready`.
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<()>>(1);
-        let (p, l, f) = (pidfds.clone(), launches.clone(), flow.clone());
+        let (p, l, f, t) = (pidfds.clone(), launches.clone(), flow.clone(), tx.clone());
         let thread = std::thread::Builder::new()
             .name("native-cluster-io".into())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_io()
-                    .enable_time()
                     .build();
                 match runtime {
                     Ok(runtime) => {
                         let _ = ready_tx.send(Ok(()));
-                        driver::run(&runtime, rx, Box::new(sink), p, l, f);
+                        driver::run(&runtime, rx, Box::new(sink), p, l, f, t);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
