@@ -79,7 +79,16 @@ impl RawEvent {
     }
 }
 
-fn to_raw(ev: Event<OwnedFd>) -> RawEvent {
+/// A JavaScript Buffer holding a copy of `data`: memory V8 accounts for
+/// (an external buffer would keep the I/O thread's allocation alive, unseen
+/// by the collector, until its finaliser runs).
+fn js_bytes(env: &Env, data: &[u8]) -> Option<Buffer> {
+    BufferSlice::copy_from(env, data)
+        .and_then(|b| b.into_buffer(env))
+        .ok()
+}
+
+fn to_raw(env: &Env, ev: Event<OwnedFd>) -> RawEvent {
     match ev {
         Event::Online { id } => RawEvent::new("online", id),
         Event::Listening { id, info } => RawEvent {
@@ -96,7 +105,7 @@ fn to_raw(ev: Event<OwnedFd>) -> RawEvent {
                 data.push(b']');
             }
             RawEvent {
-                data: Some(Buffer::from(data)),
+                data: js_bytes(env, &data),
                 lengths: Some(lengths),
                 json: Some(json),
                 ..RawEvent::new("messages", id)
@@ -108,14 +117,14 @@ fn to_raw(ev: Event<OwnedFd>) -> RawEvent {
             fd,
             handle_type,
         } => RawEvent {
-            data: Some(Buffer::from(payload)),
+            data: js_bytes(env, &payload),
             // From here on JavaScript owns the descriptor.
             fd: fd.map(IntoRawFd::into_raw_fd),
             handle_type,
             ..RawEvent::new("message", id)
         },
         Event::Internal { id, payload } => RawEvent {
-            data: Some(Buffer::from(payload)),
+            data: js_bytes(env, &payload),
             ..RawEvent::new("internal", id)
         },
         Event::ExitedAfterDisconnect { id } => RawEvent::new("exitedAfterDisconnect", id),
@@ -163,29 +172,38 @@ pub fn start(callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
     if guard.is_some() {
         return Ok(());
     }
-    let flow = Flow::default();
+    let flow = Flow::paced();
     let taken = flow.clone();
     let tsfn: EventFn = callback
         .build_threadsafe_function::<Vec<Event<OwnedFd>>>()
         .callee_handled::<false>()
         .weak::<true>()
         .build_callback(move |ctx| {
-            // JavaScript takes this batch now: workers paused for it may
-            // be read again.
+            // JavaScript takes this batch now: the I/O thread may send the
+            // next, and workers paused for this one may be read again.
+            let deliver = taken.batch_taken();
             let resume: Vec<u32> = ctx
                 .value
                 .iter()
                 .filter_map(|e| taken.delivered(e))
                 .collect();
-            if !resume.is_empty() {
+            if deliver || !resume.is_empty() {
                 let _ = with_primary(|s| {
+                    if deliver {
+                        let _ = s.primary.command(Command::Deliver);
+                    }
                     for id in resume {
                         let _ = s.primary.command(Command::Resume { id });
                     }
                     Ok(())
                 });
             }
-            Ok(ctx.value.into_iter().map(to_raw).collect::<Vec<_>>())
+            let env = ctx.env;
+            Ok(ctx
+                .value
+                .into_iter()
+                .map(|e| to_raw(&env, e))
+                .collect::<Vec<_>>())
         })?;
     let tsfn = Arc::new(tsfn);
     let sink_fn = tsfn.clone();

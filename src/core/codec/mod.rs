@@ -4,6 +4,8 @@
 //! Node's internal messages use. No I/O; the protocol and the benches use it.
 
 pub mod framing;
+#[cfg(test)]
+mod fuzz;
 pub mod json;
 pub mod value;
 pub mod wire;

@@ -17,8 +17,9 @@ pub const MAX_DEPTH: usize = 512;
 pub const VERSION: u8 = 15;
 const MIN_VERSION: u32 = 13;
 
-/// Sparse arrays are materialised densely; past this length that would let a
-/// few input bytes demand gigabytes, so such arrays are left to JavaScript.
+/// Sparse arrays are materialised densely; past this many slots in one
+/// message that would let a few input bytes demand gigabytes, so such
+/// messages are left to JavaScript.
 const MAX_SPARSE_LEN: u32 = 1 << 20;
 
 mod tag {
@@ -94,7 +95,11 @@ impl std::error::Error for WireError {}
 /// Decodes one header-prefixed value. Bytes after the value are ignored, as
 /// Node's deserializer ignores them.
 pub fn decode(bytes: &[u8]) -> Result<Value, WireError> {
-    let mut r = Reader { bytes, pos: 0 };
+    let mut r = Reader {
+        bytes,
+        pos: 0,
+        holes: 0,
+    };
     match r.byte()? {
         tag::VERSION => {}
         _ => return Err(WireError::MissingHeader),
@@ -110,7 +115,11 @@ pub fn decode(bytes: &[u8]) -> Result<Value, WireError> {
 /// decode: enough to recognise an envelope (`{cmd:'NODE_HANDLE', type, msg}`)
 /// whose payload holds values this module does not model.
 pub fn leading_properties(bytes: &[u8], max: usize) -> Vec<(String, Value)> {
-    let mut r = Reader { bytes, pos: 0 };
+    let mut r = Reader {
+        bytes,
+        pos: 0,
+        holes: 0,
+    };
     let mut out = Vec::new();
     let header_ok = r.byte() == Ok(tag::VERSION)
         && r.varint()
@@ -135,6 +144,10 @@ pub fn leading_properties(bytes: &[u8], max: usize) -> Vec<(String, Value)> {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Sparse-array slots allocated so far in this message: the
+    /// [`MAX_SPARSE_LEN`] bound is for the whole message, or a few bytes
+    /// per array could ask for any amount.
+    holes: u32,
 }
 
 /// What a property key decoded to; array code needs the index form.
@@ -359,12 +372,14 @@ impl Reader<'_> {
             return Err(WireError::TooDeep);
         }
         let len = self.len()?;
-        // Every element takes at least one byte, so this bounds the
-        // allocation by the input size.
+        // Every element takes at least one byte, so a length past the
+        // input is a lie.
         if len > self.bytes.len().saturating_sub(self.pos) {
             return Err(WireError::Truncated);
         }
-        let mut items = Vec::with_capacity(len);
+        // Grown as elements decode, not reserved from the claimed length:
+        // nested arrays would each reserve the whole rest of the input.
+        let mut items = Vec::with_capacity(len.min(64));
         for _ in 0..len {
             if self.peek_tag()? == tag::HOLE {
                 self.pos += 1;
@@ -387,7 +402,8 @@ impl Reader<'_> {
             return Err(WireError::TooDeep);
         }
         let len = self.varint()?;
-        if len > MAX_SPARSE_LEN {
+        self.holes = self.holes.saturating_add(len);
+        if self.holes > MAX_SPARSE_LEN {
             return Err(WireError::Unsupported(tag::BEGIN_SPARSE_ARRAY));
         }
         let mut items = vec![Value::Undefined; len as usize];

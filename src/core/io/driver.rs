@@ -42,6 +42,11 @@ const READ_BATCH: usize = 16;
 
 const READ_BUFFER: usize = 64 * 1024;
 
+/// Most message bytes in one batch for JavaScript: it decodes a batch at
+/// once, so a larger one would only make its heap grow after a busy spell
+/// (the rest waits here, within the read backlog's bound).
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// A descriptor shared with the table (or the JavaScript thread), polled
 /// by a task.
 struct Shared<T>(T);
@@ -257,6 +262,7 @@ impl Driver {
                 let _ = done.send(());
             }
             Command::Timer { timer } => self.input(Input::Timer { timer }),
+            Command::Deliver => self.turn_end.notify_one(),
             Command::Shutdown => self.shutdown.set(true),
         }
     }
@@ -327,9 +333,27 @@ impl Driver {
         self.drain();
     }
 
-    /// An event for JavaScript, sent at the end of the turn.
+    /// An event for JavaScript, sent at the end of the turn (or once
+    /// JavaScript has taken the batch before). A worker's messages join its
+    /// messages before them when nothing came between.
     fn event(&self, e: Event<OwnedFd>) {
-        self.batch.borrow_mut().push(e);
+        if let Some(id) = e.worker() {
+            if self.flow.waiting(id, e.data_len()) {
+                if let Some(w) = self.workers.borrow().get(&id) {
+                    w.paused.set(true);
+                }
+            }
+        }
+        let mut batch = self.batch.borrow_mut();
+        let e = match batch.last_mut().filter(|l| l.data_len() < BATCH_BYTES) {
+            Some(last) => match last.merge(e) {
+                Ok(()) => return self.turn_end.notify_one(),
+                Err(e) => e,
+            },
+            None => e,
+        };
+        batch.push(e);
+        drop(batch);
         self.turn_end.notify_one();
     }
 
@@ -397,15 +421,26 @@ impl Driver {
     /// turn's events.
     fn end_turn(self: &Rc<Self>) {
         self.write_dirty();
-        let batch = std::mem::take(&mut *self.batch.borrow_mut());
-        if batch.is_empty() {
+        if self.batch.borrow().is_empty() || !self.flow.may_hand() {
             return;
         }
-        for id in self.flow.handing(&batch) {
-            if let Some(w) = self.workers.borrow().get(&id) {
-                w.paused.set(true);
+        let batch = {
+            let mut held = self.batch.borrow_mut();
+            let mut bytes = 0;
+            let cut = held
+                .iter()
+                .position(|e| {
+                    bytes += e.data_len();
+                    bytes >= BATCH_BYTES
+                })
+                .map_or(held.len(), |i| i + 1);
+            let rest = held.split_off(cut);
+            // The rest goes once JavaScript has taken this part.
+            if !rest.is_empty() && !self.flow.hold() {
+                self.turn_end.notify_one();
             }
-        }
+            std::mem::replace(&mut *held, rest)
+        };
         (self.sink.borrow_mut())(batch);
     }
 

@@ -42,29 +42,82 @@ pub type Launches = Arc<(Mutex<HashMap<u32, Result<i32, i32>>>, Condvar)>;
 
 /// Flow control shared by the I/O thread and the JavaScript thread: how
 /// much of each worker's data waits for JavaScript (reading pauses above a
-/// bound), and how many bytes of `worker.send()` are not yet written (what
-/// `send()`'s return value reports, as Node's `writeQueueSize` does).
+/// bound), whether a batch of events is on its way to JavaScript (one at a
+/// time: later events join the next batch meanwhile, so a busy JavaScript
+/// thread faces one large batch, not a queue of small ones), and how many
+/// bytes of `worker.send()` are not yet written (what `send()`'s return
+/// value reports, as Node's `writeQueueSize` does).
 #[derive(Clone, Default)]
 pub struct Flow {
     backlog: Arc<Mutex<Backlog>>,
+    batches: Arc<Mutex<Batches>>,
     unwritten: Arc<Mutex<HashMap<u32, usize>>>,
+    /// One batch at a time: the consumer reports each taken batch
+    /// ([`Flow::batch_taken`]) and sends `Command::Deliver` when told to.
+    /// Without (`Flow::default()`), every turn's batch goes at once.
+    paced: bool,
+}
+
+#[derive(Default)]
+struct Batches {
+    /// A batch was handed to JavaScript and not yet taken.
+    out: bool,
+    /// The I/O thread holds events back until that batch is taken.
+    held: bool,
 }
 
 impl Flow {
-    /// The I/O thread hands JavaScript a batch: the workers whose reading
-    /// must pause now.
-    fn handing(&self, batch: &[Event<OwnedFd>]) -> Vec<u32> {
-        let Ok(mut backlog) = self.backlog.lock() else {
-            return Vec::new();
+    /// Flow control for a consumer that takes batches one at a time.
+    pub fn paced() -> Flow {
+        Flow {
+            paced: true,
+            ..Flow::default()
+        }
+    }
+
+    /// `bytes` of worker `id`'s data now wait for JavaScript: `true` when
+    /// reading that worker must pause.
+    fn waiting(&self, id: u32, bytes: usize) -> bool {
+        bytes > 0 && self.backlog.lock().is_ok_and(|mut b| b.queued(id, bytes))
+    }
+
+    /// Whether the I/O thread may hand JavaScript a batch now; if not, it
+    /// is told (`Command::Deliver`) once JavaScript has taken the last one.
+    fn may_hand(&self) -> bool {
+        if !self.paced {
+            return true;
+        }
+        let Ok(mut b) = self.batches.lock() else {
+            return true;
         };
-        batch
-            .iter()
-            .filter(|e| e.data_len() > 0)
-            .filter_map(|e| {
-                let id = e.worker()?;
-                backlog.queued(id, e.data_len()).then_some(id)
-            })
-            .collect()
+        if b.out {
+            b.held = true;
+            false
+        } else {
+            b.out = true;
+            true
+        }
+    }
+
+    /// The I/O thread holds events back for after the batch just handed:
+    /// whether the consumer will ask for them (else they go next turn).
+    fn hold(&self) -> bool {
+        if !self.paced {
+            return false;
+        }
+        if let Ok(mut b) = self.batches.lock() {
+            b.held = true;
+        }
+        true
+    }
+
+    /// JavaScript takes a batch: whether the I/O thread holds the next one.
+    pub fn batch_taken(&self) -> bool {
+        let Ok(mut b) = self.batches.lock() else {
+            return false;
+        };
+        b.out = false;
+        std::mem::take(&mut b.held)
     }
 
     /// JavaScript took `event`: the worker whose reading resumes now, if
@@ -170,6 +223,8 @@ pub enum Command {
     Timer {
         timer: u64,
     },
+    /// JavaScript took the last batch of events: hand it the next.
+    Deliver,
     /// JavaScript listened for [`Event::Listen`] `bind`: the listening
     /// socket (a copy, ours to keep) or Node's negative errno.
     Listened {

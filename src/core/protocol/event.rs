@@ -153,6 +153,39 @@ impl<F> Event<F> {
         }
     }
 
+    /// Appends `next` to this event when both are batches of one worker's
+    /// messages in the same framing (as if they had arrived together);
+    /// otherwise gives it back.
+    pub fn merge(&mut self, next: Event<F>) -> Result<(), Event<F>> {
+        match (self, next) {
+            (
+                Event::Messages {
+                    id,
+                    json,
+                    data,
+                    lengths,
+                },
+                Event::Messages {
+                    id: next_id,
+                    json: next_json,
+                    data: next_data,
+                    lengths: next_lengths,
+                },
+            ) if *id == next_id && *json == next_json => {
+                if *json {
+                    // `[a,b` + `[c` is `[a,b,c`.
+                    data.push(b',');
+                    data.extend_from_slice(next_data.get(1..).unwrap_or_default());
+                } else {
+                    data.extend_from_slice(&next_data);
+                }
+                lengths.extend(next_lengths);
+                Ok(())
+            }
+            (_, next) => Err(next),
+        }
+    }
+
     /// Bytes of a worker's own data this event carries to JavaScript (what
     /// the read backlog counts).
     pub fn data_len(&self) -> usize {

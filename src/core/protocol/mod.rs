@@ -488,7 +488,10 @@ impl Protocol {
             if !seen.insert(c.conn.fd.id()) {
                 return Err(format!("connection {:?} in flight twice", c.conn.fd));
             }
-            if !lanes.insert((c.worker, c.key.as_str())) {
+            // A replaced server (Node 22+ re-listen) shares its key with
+            // its replacement, and each may have one in flight.
+            let replaced = self.servers.orphans.iter().any(|(k, _)| *k == c.key);
+            if !lanes.insert((c.worker, c.key.as_str())) && !replaced {
                 return Err(format!(
                     "worker {} has two newconns of {} in flight",
                     c.worker, c.key

@@ -171,8 +171,18 @@ impl Protocol {
                 .get("address")
                 .and_then(Value::as_str)
                 .map(str::to_string);
+            let mut fresh = ReusePort::new(address, port as u16, flags & 1 != 0);
+            if let Some(Entry {
+                server: Server::ReusePort(old),
+                ..
+            }) = self.servers.by_key.get_mut(key)
+            {
+                // Vacated sockets stay in the group: the new server serves
+                // them (their listener key is the same).
+                fresh.vacant = std::mem::take(&mut old.vacant);
+            }
             let entry = Entry {
-                server: Server::ReusePort(ReusePort::new(address, port as u16, flags & 1 != 0)),
+                server: Server::ReusePort(fresh),
                 data: Value::Undefined,
             };
             if let Some(old) = self.servers.by_key.insert(key.to_string(), entry) {
@@ -368,12 +378,30 @@ impl Protocol {
     /// A server replaced under its key (Node 22+ re-listen) that workers
     /// still hold. Its listening socket, if the primary accepted on it, is
     /// no longer accepted on: its connections wait in the kernel's backlog.
-    pub(crate) fn orphan(&mut self, key: &str, old: Entry) {
-        if let Server::Accepting(s) = &old.server {
-            self.servers.listeners.remove(&s.listener.id());
-            self.emit(Output::StopAccept {
-                listener: s.listener.id(),
-            });
+    pub(crate) fn orphan(&mut self, key: &str, mut old: Entry) {
+        match &mut old.server {
+            Server::Accepting(s) => {
+                self.servers.listeners.remove(&s.listener.id());
+                self.emit(Output::StopAccept {
+                    listener: s.listener.id(),
+                });
+                // In its listen grace nobody holds it: it just closes.
+                if s.balancer.is_empty() {
+                    return;
+                }
+            }
+            // Sockets its leavers vacated are served by the new server if
+            // it is a reuseport one too (see `create_server`); any left
+            // are no longer accepted on.
+            Server::ReusePort(s) => {
+                for socket in std::mem::take(&mut s.vacant) {
+                    self.servers.listeners.remove(&socket.id());
+                    self.emit(Output::StopAccept {
+                        listener: socket.id(),
+                    });
+                }
+            }
+            _ => {}
         }
         self.servers.orphans.push((key.to_string(), old));
     }

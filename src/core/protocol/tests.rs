@@ -1339,3 +1339,597 @@ fn random_input_sequences_keep_every_invariant() {
         );
     }
 }
+
+/// Property-based fuzzing of the protocol (proptest): random step
+/// sequences, and raw byte chunks (real frames cut, mutated and mixed with
+/// noise, descriptors alongside) from 1-3 workers between exits, accepts
+/// and opens. `Sim` checks release-once and the invariants after every
+/// input; every sequence must end with nothing held.
+mod fuzz_props {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::{any, prop, Just, ProptestConfig, Strategy};
+    use proptest::{prop_oneof, proptest};
+
+    /// `default_cases` unless `PROPTEST_CASES` says otherwise; failures are
+    /// reported, not written next to the sources.
+    fn config(default_cases: u32) -> ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default_cases);
+        ProptestConfig {
+            cases,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Everything ends: every open answered, every worker gone, every
+    /// timer fired; then nothing may be held.
+    fn finish(sim: &mut Sim, workers: &[u32]) -> Result<(), String> {
+        sim.hold_writes = false;
+        sim.chunk = usize::MAX;
+        while !sim.opens.is_empty() {
+            sim.answer_open(Ok(loopback(40000)));
+        }
+        for &w in workers {
+            sim.exit(w);
+        }
+        while !sim.timers.is_empty() {
+            sim.fire_timer();
+        }
+        sim.flush();
+        if !sim.live.is_empty() {
+            return Err(format!("descriptors never released: {:?}", sim.live));
+        }
+        let f = sim.p.footprint();
+        if f != Footprint::default() {
+            return Err(format!("left behind: {f:?}"));
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// `random_step` driven by proptest: one seed per step, so a
+        /// failure shrinks to the few steps that matter.
+        #[test]
+        fn fuzz_protocol_random_steps(seeds in vec(any::<u64>(), 0..300)) {
+            let mut sim = Sim::new();
+            let mut workers = Vec::new();
+            let mut next_id = 0;
+            for s in seeds {
+                let mut rng = Rng(s.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+                random_step(&mut sim, &mut rng, &mut workers, &mut next_id);
+                let f = sim.p.footprint();
+                assert!(f.workers <= 4 && f.held_fds <= 16, "{f:?}");
+            }
+            finish(&mut sim, &workers).map_err(proptest::test_runner::TestCaseError::fail)?;
+        }
+    }
+
+    /// Messages real workers send (as JSON text; framed for either
+    /// serialization).
+    const CORPUS: &[&str] = &[
+        r#"{"cmd":"NODE_CLUSTER","act":"online","seq":0}"#,
+        r#"{"cmd":"NODE_CLUSTER","act":"queryServer","seq":1,"address":"127.0.0.1","port":8000,"addressType":4,"fd":-1,"flags":0,"backlog":511,"index":0,"data":null}"#,
+        r#"{"cmd":"NODE_CLUSTER","act":"queryServer","seq":2,"address":"127.0.0.1","port":0,"addressType":4,"fd":-1,"flags":0,"backlog":511,"index":1,"data":null}"#,
+        r#"{"cmd":"NODE_CLUSTER","act":"queryServer","seq":3,"address":"127.0.0.1","port":8001,"addressType":"udp4","fd":-1,"flags":0,"index":0}"#,
+        r#"{"cmd":"NODE_CLUSTER","act":"queryServer","seq":4,"address":"/tmp/x.sock","port":-1,"addressType":-1,"fd":-1,"index":0}"#,
+        r#"{"cmd":"NODE_CLUSTER","act":"listening","seq":5,"address":"127.0.0.1","port":8000,"addressType":4,"fd":-1}"#,
+        r#"{"cmd":"NODE_CLUSTER","act":"close","seq":6,"key":"127.0.0.1:8000:4:-1:0"}"#,
+        r#"{"cmd":"NODE_CLUSTER","act":"close","seq":7,"key":"127.0.0.1:8000:4:-1"}"#,
+        r#"{"cmd":"NODE_CLUSTER","act":"exitedAfterDisconnect","seq":8}"#,
+        r#"{"cmd":"NODE_HANDLE_ACK"}"#,
+        r#"{"cmd":"NODE_HANDLE_NACK"}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":0,"accepted":true,"seq":9}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":1,"accepted":true,"seq":10}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":2,"accepted":false,"seq":11}"#,
+        r#"{"cmd":"NODE_CLUSTER","ack":3,"accepted":true,"seq":12}"#,
+        r#"{"cmd":"NODE_HANDLE","type":"net.Socket","msg":{"cmd":"hi"}}"#,
+        r#"{"cmd":"NODE_HANDLE","type":"net.Native","msg":{"cmd":"NODE_CLUSTER","act":"x"}}"#,
+        r#"{"cmd":"NODE_SOCKET_ALL_CLOSED","key":"k"}"#,
+        r#""hello""#,
+        r#"{"a":[1,2,{"b":null}]}"#,
+        r#"[1,"x"]"#,
+        r#"{"cmd":"NODE_CLUSTER","act":"noSuchAct","seq":13}"#,
+    ];
+
+    const NOISE: &[&[u8]] = &[
+        b"\n",
+        b"\0\0\0",
+        b"\0\0\0\x02\xff\x0f",
+        b"\xff\xff\xff\xff",
+        b"{\"cmd\":\"NODE_",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Piece {
+        /// A corpus message, framed for the worker's serialization.
+        Frame(usize),
+        /// Part of one.
+        Cut(usize, u16, u16),
+        /// One with bytes replaced.
+        Flip(usize, Vec<(u16, u8)>),
+        Raw(Vec<u8>),
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Worker `w` (by position among the live ones) writes these
+        /// pieces, read in chunks split at `cuts`, with `fds` descriptors
+        /// arriving with chunk `fd_chunk`.
+        Bytes {
+            w: usize,
+            pieces: Vec<Piece>,
+            cuts: Vec<u16>,
+            fds: usize,
+            fd_chunk: usize,
+        },
+        /// The worker answers what it was sent: ACKs handles, accepts or
+        /// refuses newconns.
+        Reply {
+            w: usize,
+            accept: bool,
+        },
+        Accept {
+            pick: usize,
+            peer: u8,
+        },
+        AnswerOpen {
+            fail: bool,
+            port: u16,
+        },
+        Exit {
+            w: usize,
+        },
+        ChannelClosed {
+            w: usize,
+        },
+        Spawn {
+            advanced: bool,
+        },
+        Timer,
+        Writes {
+            hold: bool,
+            chunk: usize,
+        },
+        Configure {
+            policy: usize,
+            with_index: bool,
+            grace: bool,
+        },
+    }
+
+    fn piece() -> impl Strategy<Value = Piece> {
+        let n = CORPUS.len();
+        // Queries and newconn answers move the protocol along: favour them.
+        let frame = prop_oneof![
+            3 => 1usize..5,
+            2 => 11usize..15,
+            4 => 0..n,
+        ];
+        prop_oneof![
+            12 => frame.prop_map(Piece::Frame),
+            1 => (0..n, any::<u16>(), any::<u16>()).prop_map(|(i, a, b)| Piece::Cut(i, a, b)),
+            1 => (0..n, vec((any::<u16>(), any::<u8>()), 1..4)).prop_map(|(i, f)| Piece::Flip(i, f)),
+            1 => vec(any::<u8>(), 0..24).prop_map(Piece::Raw),
+            1 => prop::sample::select(NOISE).prop_map(|b| Piece::Raw(b.to_vec())),
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            8 => (
+                any::<usize>(),
+                vec(piece(), 1..5),
+                vec(any::<u16>(), 0..4),
+                prop_oneof![6 => Just(0usize), 1 => 1usize..3],
+                any::<usize>(),
+            )
+                .prop_map(|(w, pieces, cuts, fds, fd_chunk)| Step::Bytes { w, pieces, cuts, fds, fd_chunk }),
+            5 => (any::<usize>(), any::<bool>()).prop_map(|(w, accept)| Step::Reply { w, accept }),
+            6 => (any::<usize>(), 0u8..4).prop_map(|(pick, peer)| Step::Accept { pick, peer }),
+            3 => (any::<bool>(), 0u16..3).prop_map(|(fail, port)| Step::AnswerOpen { fail, port }),
+            1 => any::<usize>().prop_map(|w| Step::Exit { w }),
+            1 => any::<usize>().prop_map(|w| Step::ChannelClosed { w }),
+            2 => any::<bool>().prop_map(|advanced| Step::Spawn { advanced }),
+            1 => Just(Step::Timer),
+            1 => (any::<bool>(), 0usize..3).prop_map(|(hold, chunk)| Step::Writes { hold, chunk }),
+            1 => (0usize..4, any::<bool>(), any::<bool>())
+                .prop_map(|(policy, with_index, grace)| Step::Configure { policy, with_index, grace }),
+        ]
+    }
+
+    fn render(ser: Serialization, pieces: &[Piece]) -> Vec<u8> {
+        let frame = |i: usize| {
+            let v = json::parse(CORPUS[i].as_bytes()).expect("corpus JSON");
+            framing::encode_value(ser, &v)
+        };
+        let mut out = Vec::new();
+        for p in pieces {
+            match p {
+                Piece::Frame(i) => out.extend(frame(*i)),
+                Piece::Cut(i, a, b) => {
+                    let f = frame(*i);
+                    let (a, b) = (usize::from(*a) % f.len(), usize::from(*b) % f.len());
+                    out.extend_from_slice(&f[a.min(b)..a.max(b)]);
+                }
+                Piece::Flip(i, flips) => {
+                    let mut f = frame(*i);
+                    for &(at, b) in flips {
+                        let at = usize::from(at) % f.len();
+                        f[at] = b;
+                    }
+                    out.extend(f);
+                }
+                Piece::Raw(bytes) => out.extend_from_slice(bytes),
+            }
+        }
+        out
+    }
+
+    /// A JSON batch (`[m1,m2,...`) holds exactly its messages: lengths add
+    /// up, and when it parses as a whole into as many elements as messages
+    /// (otherwise JavaScript decodes them one by one), its elements are
+    /// the messages.
+    fn check_batch(data: &[u8], lengths: &[u32]) -> Result<(), String> {
+        let total: usize = lengths.iter().map(|&l| l as usize).sum();
+        if data.len() != 1 + total + lengths.len().saturating_sub(1) {
+            return Err(format!(
+                "batch of {} bytes, lengths {lengths:?}",
+                data.len()
+            ));
+        }
+        let mut closed = data.to_vec();
+        closed.push(b']');
+        if let Ok(Value::Array(items)) = json::parse(&closed) {
+            if items.len() != lengths.len() {
+                // A blank line (`\r`) batched alone: `[\r]` is `[]`.
+                return Ok(());
+            }
+            let mut at = 1;
+            for (item, &len) in items.iter().zip(lengths) {
+                let one = &data[at..at + len as usize];
+                if json::parse(one).as_ref() != Ok(item) {
+                    return Err(format!(
+                        "message {} bled into its batch",
+                        String::from_utf8_lossy(one)
+                    ));
+                }
+                at += len as usize + 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn run(sers: &[bool], steps: &[Step]) -> Result<(), String> {
+        let mut sim = Sim::new();
+        let ser = |advanced: bool| {
+            if advanced {
+                Serialization::Advanced
+            } else {
+                Serialization::Json
+            }
+        };
+        let mut live: Vec<u32> = Vec::new();
+        let mut next_id = 0;
+        for &advanced in sers {
+            next_id += 1;
+            sim.worker(next_id, ser(advanced));
+            live.push(next_id);
+        }
+        let mut fed = 0usize;
+        for step in steps {
+            match step {
+                Step::Bytes {
+                    w,
+                    pieces,
+                    cuts,
+                    fds,
+                    fd_chunk,
+                } => {
+                    let Some(&id) = live.get(w % live.len().max(1)) else {
+                        continue;
+                    };
+                    let s = sim
+                        .p
+                        .workers
+                        .get(&id)
+                        .map_or(Serialization::Json, |w| w.ser);
+                    let bytes = render(s, pieces);
+                    fed += bytes.len();
+                    let mut at: Vec<usize> = cuts
+                        .iter()
+                        .map(|&c| usize::from(c) % (bytes.len() + 1))
+                        .collect();
+                    at.push(0);
+                    at.push(bytes.len());
+                    at.sort_unstable();
+                    at.dedup();
+                    let chunks: Vec<&[u8]> = at.windows(2).map(|p| &bytes[p[0]..p[1]]).collect();
+                    let with_fds = fd_chunk % chunks.len().max(1);
+                    for (i, chunk) in chunks.iter().enumerate() {
+                        let tokens = if i == with_fds {
+                            (0..*fds).map(|_| sim.fd()).collect()
+                        } else {
+                            Vec::new()
+                        };
+                        sim.input(Input::Received {
+                            id,
+                            bytes: chunk,
+                            fds: tokens,
+                        });
+                    }
+                    if chunks.is_empty() && *fds > 0 {
+                        let tokens = (0..*fds).map(|_| sim.fd()).collect();
+                        sim.input(Input::Received {
+                            id,
+                            bytes: &[],
+                            fds: tokens,
+                        });
+                    }
+                }
+                Step::Reply { w, accept } => {
+                    let Some(&id) = live.get(w % live.len().max(1)) else {
+                        continue;
+                    };
+                    for f in sim.frames(id) {
+                        if text(&f.value, &["cmd"]) == Some("NODE_HANDLE") {
+                            sim.send_json(id, r#"{"cmd":"NODE_HANDLE_ACK"}"#);
+                        }
+                        if text(&f.value, &["msg", "act"]) == Some("newconn") {
+                            if let Some(s) = num(&f.value, &["msg", "seq"]) {
+                                sim.send_json(
+                                    id,
+                                    &format!(
+                                        r#"{{"cmd":"NODE_CLUSTER","ack":{s},"accepted":{accept},"seq":1}}"#
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                }
+                Step::Accept { pick, peer } => {
+                    let listeners: Vec<FdId> = sim.accepting.iter().copied().collect();
+                    if let Some(&l) = listeners.get(pick % listeners.len().max(1)) {
+                        let peer: IpAddr = format!("10.0.0.{peer}").parse().expect("ip");
+                        sim.accept(l, Some(peer));
+                    }
+                }
+                Step::AnswerOpen { fail, port } => {
+                    if !sim.opens.is_empty() {
+                        let ok = if *fail {
+                            Err(-98)
+                        } else {
+                            Ok(loopback(40000 + port))
+                        };
+                        sim.answer_open(ok);
+                    }
+                }
+                Step::Exit { w } => {
+                    if let Some(&id) = live.get(w % live.len().max(1)) {
+                        sim.exit(id);
+                        live.retain(|&x| x != id);
+                    }
+                }
+                Step::ChannelClosed { w } => {
+                    if let Some(&id) = live.get(w % live.len().max(1)) {
+                        sim.input(Input::ChannelClosed { id });
+                    }
+                }
+                Step::Spawn { advanced } => {
+                    // A worker whose channel is gone (say after an
+                    // unreadable frame) exits to make room.
+                    let dead: Vec<u32> = live
+                        .iter()
+                        .copied()
+                        .filter(|id| sim.p.workers.get(id).is_none_or(|w| !w.open))
+                        .collect();
+                    for id in dead {
+                        sim.exit(id);
+                        live.retain(|&x| x != id);
+                    }
+                    if live.len() < 3 {
+                        next_id += 1;
+                        sim.worker(next_id, ser(*advanced));
+                        live.push(next_id);
+                    }
+                }
+                Step::Timer => {
+                    if !sim.timers.is_empty() {
+                        sim.fire_timer();
+                    }
+                }
+                Step::Writes { hold, chunk } => {
+                    sim.hold_writes = *hold;
+                    sim.chunk = [usize::MAX, 7, 64][*chunk];
+                    if !*hold {
+                        sim.flush();
+                    }
+                }
+                Step::Configure {
+                    policy,
+                    with_index,
+                    grace,
+                } => {
+                    let policy = [
+                        Policy::RoundRobin,
+                        Policy::Shared,
+                        Policy::ReusePort,
+                        Policy::Sticky,
+                    ][*policy];
+                    sim.input(Input::Configure {
+                        policy,
+                        key_with_index: *with_index,
+                        listen_grace_ms: if *grace { 100 } else { 0 },
+                    });
+                }
+            }
+            let f = sim.p.footprint();
+            if f.buffered_bytes > fed || f.workers > 3 {
+                return Err(format!("{f:?} after {fed} bytes"));
+            }
+            for e in sim.take_events() {
+                if let Event::Messages {
+                    json: true,
+                    data,
+                    lengths,
+                    ..
+                } = &e
+                {
+                    check_batch(data, lengths)?;
+                }
+            }
+        }
+        finish(&mut sim, &live)
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// Raw byte chunks from 1-3 workers: real frames whole, cut,
+        /// mutated and mixed with noise, descriptors alongside, between
+        /// exits, accepts, opens and timers.
+        #[test]
+        fn fuzz_protocol_byte_chunks(
+            sers in vec(any::<bool>(), 1..=3),
+            steps in vec(step(), 0..80),
+        ) {
+            run(&sers, &steps).map_err(proptest::test_runner::TestCaseError::fail)?;
+        }
+    }
+}
+
+/// Regression (fixed: the replacing server keeps the vacated sockets).
+/// Found by `fuzz_protocol_byte_chunks`, minimized. Reuseport with Node 22
+/// keys: worker 3 and worker 2 each get a socket (101, 102) for
+/// 127.0.0.1:8000; worker 2 exits, so the primary accepts on its vacated
+/// socket 102; worker 3 listens again on the same key, which opens a new
+/// server that replaces the old one (orphaned, still holding 102).
+/// - The bind fails (EADDRINUSE): the new server is forgotten, but 102 is
+///   still in `servers.listeners` under the key, no server is registered
+///   under it (`check_invariants` fails) and 102 is still accepted on.
+/// - The bind succeeds: 102 still maps to the key, now the new server's,
+///   which does not own it, and is still accepted on.
+///
+/// Either way every connection the kernel queues on 102 is accepted and
+/// closed at once (`on_accepted`: not `ours`). Expected: invariants hold,
+/// and 102 is either no longer accepted on or its connections are served.
+#[test]
+fn fuzz_finding_reuseport_relisten_strands_a_vacated_socket() {
+    // Fixed: the replacing server keeps the vacated sockets of the one it
+    // replaces, so the relisten takes worker 2's socket over (no new bind)
+    // and nothing is left accepted on for a server that is gone.
+    let mut sim = Sim::with_policy(Policy::ReusePort, false);
+    sim.worker(2, Serialization::Json);
+    sim.worker(3, Serialization::Json);
+    sim.send_json(3, &query(1, 8000, 0));
+    sim.answer_open(Ok(loopback(8000)));
+    sim.send_json(2, &query(1, 8000, 0));
+    let (_, _, vacated) = sim.answer_open(Ok(loopback(8000)));
+    let vacated = vacated.expect("worker 2's socket");
+    for w in [2, 3] {
+        sim.frames(w);
+        sim.send_json(w, r#"{"cmd":"NODE_HANDLE_ACK"}"#);
+    }
+    sim.exit(2);
+    assert!(sim.accepting.contains(&vacated));
+    // Node 22: listening again on a held key replaces the server.
+    sim.send_json(3, &query(2, 8000, 0));
+    assert!(sim.opens.is_empty(), "the vacated socket is taken over");
+    assert_eq!(sim.frames(3)[0].fd, Some(vacated));
+    assert!(!sim.accepting.contains(&vacated), "served by its new owner");
+    sim.exit(3);
+    assert!(sim.live.is_empty(), "{:?}", sim.live);
+}
+
+/// Regression (fixed: the invariant allows one in flight per server, and a
+/// replaced server shares its key with its replacement).
+/// Found by both protocol properties (long run), minimized. Sticky, Node 22
+/// keys: workers 4 and 5 share 127.0.0.1:8000; two connections from one
+/// client: the first in flight to worker 4, the second queued behind it;
+/// worker 5 listens again on the same key, so a new server replaces the
+/// old one (orphaned with its in-flight connection and its queue) under the
+/// same key; worker 4 exits. Its unanswered connection is rerouted to
+/// worker 5 and the orphan's queued one is sent to worker 5 too: two
+/// newconns of 127.0.0.1:8000:4:-1 in flight to one worker.
+/// Expected: `check_invariants` holds (one at a time per worker and key).
+/// Got, before the fix: "worker 5 has two newconns of 127.0.0.1:8000:4:-1
+/// in flight".
+#[test]
+fn fuzz_finding_sticky_orphan_and_replacement_double_a_workers_newconns() {
+    let mut sim = Sim::with_policy(Policy::Sticky, false);
+    sim.worker(4, Serialization::Json);
+    sim.worker(5, Serialization::Json);
+    sim.send_json(4, &query(1, 8000, 0));
+    sim.send_json(5, &query(1, 8000, 0));
+    let listener = sim.answer_open(Ok(loopback(8000))).2.expect("socket");
+    // A client sticky to worker 4.
+    let client = Some("10.0.0.0".parse().expect("ip"));
+    sim.accept(listener, client);
+    sim.accept(listener, client);
+    let to: Vec<u32> = sim.p.servers.in_flight.values().map(|c| c.worker).collect();
+    assert_eq!(to, [4], "the first in flight to worker 4, the second waits");
+    // Node 22: listening again on a held key replaces the server.
+    sim.send_json(5, &query(2, 8000, 1));
+    sim.answer_open(Ok(loopback(8000)));
+    // Sim::exit would panic inside drain; drive it by hand.
+    sim.p.handle(Input::Exited {
+        id: 4,
+        status: ExitStatus::Code(0),
+    });
+    sim.outputs();
+    let in_flight: Vec<(u32, String)> = sim
+        .p
+        .servers
+        .in_flight
+        .values()
+        .map(|c| (c.worker, c.key.clone()))
+        .collect();
+    assert_eq!(sim.p.check_invariants(), Ok(()), "in flight: {in_flight:?}");
+}
+
+/// Regression (fixed: a server replaced while in its grace closes).
+/// Found by `fuzz_protocol_random_steps` (long run), minimized. Listen
+/// grace on, Node 22 keys: workers 1 and 2 share 127.0.0.1:8001 (S1);
+/// worker 2 listens again (S2 replaces S1) and so does worker 1 (S3
+/// opening); worker 2 exits, so S2, now without workers, starts its grace;
+/// S3 opens and replaces S2, which becomes an orphan still in its grace.
+/// `end_grace` only looks under `by_key`, where S3 now is, so S2 is never
+/// ended. Expected: after every worker exits and every timer fires, nothing
+/// is held. Got: S2's listening socket (FdId(102)) is never released and
+/// `footprint().servers == 1`.
+#[test]
+fn fuzz_finding_a_server_replaced_during_its_grace_is_never_closed() {
+    let mut sim = Sim::new();
+    sim.input(Input::Configure {
+        policy: Policy::RoundRobin,
+        key_with_index: false,
+        listen_grace_ms: 100,
+    });
+    sim.worker(1, Serialization::Json);
+    sim.worker(2, Serialization::Json);
+    sim.send_json(2, &query(1, 8001, 1));
+    sim.send_json(1, &query(1, 8001, 2));
+    sim.answer_open(Ok(loopback(8001)));
+    sim.send_json(2, &query(2, 8001, 0));
+    sim.send_json(1, &query(2, 8001, 0));
+    let (_, _, s2) = sim.answer_open(Ok(loopback(8001)));
+    sim.exit(2);
+    sim.answer_open(Ok(loopback(8001)));
+    sim.exit(1);
+    while !sim.timers.is_empty() {
+        sim.fire_timer();
+    }
+    sim.flush();
+    assert!(
+        sim.live.is_empty(),
+        "never released: {:?} (S2 was {s2:?}); {:?}",
+        sim.live,
+        sim.p.footprint()
+    );
+    assert_eq!(sim.p.footprint(), Footprint::default());
+}
