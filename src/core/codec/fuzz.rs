@@ -17,7 +17,7 @@ use proptest::{prop_assert, prop_assert_eq, prop_oneof, proptest};
 
 /// `default_cases` unless `PROPTEST_CASES` says otherwise; failures are
 /// reported, not written next to the sources.
-fn config(default_cases: u32) -> ProptestConfig {
+pub(crate) fn config(default_cases: u32) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -5,7 +5,7 @@
 
 pub mod framing;
 #[cfg(test)]
-mod fuzz;
+pub(crate) mod fuzz;
 pub mod json;
 pub mod value;
 pub mod wire;

@@ -6,11 +6,11 @@
 //! whatever arrives; without a bound a flooding worker would grow the
 //! primary without limit while its JavaScript is busy.
 //!
-//! The bound is [`PAUSE_ABOVE`] (4 MiB) per worker: far above what one
-//! batch carries when JavaScript keeps up (a batch is what arrived during
-//! one turn of the I/O thread, typically a few KiB), so a worker that only
-//! bursts is never paused, and small enough that a handful of flooding
-//! workers cost tens of MiB, not hundreds. Reading resumes below
+//! The bound is [`PAUSE_ABOVE`] (4 MiB) per worker: far above what waits
+//! when JavaScript keeps up (one batch, at most 64 KiB of messages, is on
+//! its way to it at a time), so a worker that only bursts is never paused,
+//! and small enough that a handful of flooding workers cost tens of MiB,
+//! not hundreds. Reading resumes below
 //! [`RESUME_BELOW`] (1 MiB), so that a paused channel is not resumed and
 //! paused again for every batch JavaScript takes.
 //!

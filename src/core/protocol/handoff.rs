@@ -130,11 +130,23 @@ impl Protocol {
 
     /// Queues a connection; `refused_by`: the worker that refused it.
     fn redistribute(&mut self, key: &str, conn: Conn, refused_by: Option<u32>) {
+        self.queue_conn(key, conn, refused_by, false);
+    }
+
+    /// Queues a connection for the server under `key` and sends it at once
+    /// if a worker is idle; `first`: ahead of the queue (it was handed out
+    /// before). With no such server left, the connection is closed.
+    fn queue_conn(&mut self, key: &str, conn: Conn, not_to: Option<u32>, first: bool) {
         let next = match self.servers.by_key.get_mut(key).map(|e| &mut e.server) {
             Some(Server::Accepting(s)) => {
                 let client = conn.client;
-                s.balancer.distribute(conn, client, refused_by)
+                if first {
+                    s.balancer.distribute_first(conn, client, not_to)
+                } else {
+                    s.balancer.distribute(conn, client, not_to)
+                }
             }
+            Some(Server::ReusePort(s)) if first => s.balancer.distribute_first(conn),
             Some(Server::ReusePort(s)) => s.balancer.distribute(conn),
             _ => None,
         };
@@ -213,18 +225,7 @@ impl Protocol {
                 continue;
             };
             self.rerouted += 1;
-            let next = match self.servers.by_key.get_mut(&key).map(|e| &mut e.server) {
-                Some(Server::Accepting(s)) => {
-                    let client = conn.client;
-                    s.balancer.distribute_first(conn, client, id)
-                }
-                Some(Server::ReusePort(s)) => s.balancer.distribute_first(conn),
-                // Its server closed with its last worker: nobody can take it.
-                _ => None,
-            };
-            if let Some((w, c)) = next {
-                self.send_newconn(&key, w, c);
-            }
+            self.queue_conn(&key, conn, Some(id), true);
         }
     }
 }

@@ -60,15 +60,17 @@ pub(crate) fn check_query(msg: &Value) -> Result<(), String> {
     if !absent(address) && address.and_then(Value::as_str).is_none() {
         return bad("address", address);
     }
+    // `null` when listening on a descriptor (net and dgram).
     let port = msg.get("port");
-    if !port.is_some_and(|p| int_in(p, -1.0, 65535.0)) {
+    if !absent(port) && !port.is_some_and(|p| int_in(p, -1.0, 65535.0)) {
         return bad("port", port);
     }
+    // `null` too when listening on a descriptor.
     let address_type = msg.get("addressType");
     let known_type = match address_type {
+        None | Some(Value::Undefined) | Some(Value::Null) => true,
         Some(Value::String(t)) => t == "udp4" || t == "udp6",
         Some(v) => [4.0, 6.0, -1.0].contains(&v.as_f64().unwrap_or(0.0)),
-        None => false,
     };
     if !known_type {
         return bad("addressType", address_type);

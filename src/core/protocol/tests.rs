@@ -1348,22 +1348,10 @@ fn random_input_sequences_keep_every_invariant() {
 mod fuzz_props {
     use super::*;
     use proptest::collection::vec;
-    use proptest::prelude::{any, prop, Just, ProptestConfig, Strategy};
+    use proptest::prelude::{any, prop, Just, Strategy};
     use proptest::{prop_oneof, proptest};
 
-    /// `default_cases` unless `PROPTEST_CASES` says otherwise; failures are
-    /// reported, not written next to the sources.
-    fn config(default_cases: u32) -> ProptestConfig {
-        let cases = std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default_cases);
-        ProptestConfig {
-            cases,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        }
-    }
+    use crate::core::codec::fuzz::config;
 
     /// Everything ends: every open answered, every worker gone, every
     /// timer fired; then nothing may be held.

@@ -84,10 +84,15 @@ impl<C> Balancer<C> {
 
     /// [`Self::distribute`] ahead of the queue, for a connection handed out
     /// before (to a worker that left without answering).
-    pub fn distribute_first(&mut self, conn: C, client: u64, left: u32) -> Option<(u32, C)> {
+    pub fn distribute_first(
+        &mut self,
+        conn: C,
+        client: u64,
+        left: Option<u32>,
+    ) -> Option<(u32, C)> {
         match self {
             Balancer::RoundRobin(b) => b.distribute_first(conn),
-            Balancer::Sticky(b) => b.distribute_first(conn, client, Some(left)),
+            Balancer::Sticky(b) => b.distribute_first(conn, client, left),
         }
     }
 
