@@ -107,7 +107,11 @@ test('(c) a flooding worker while the primary is blocked: peak RSS like stock, a
   // for JavaScript; what those bytes cost in memory (one batch event per
   // read, often a few messages each) is what this bounds.
   assert.ok(n.hwmKB <= s.hwmKB + 16 * MB, `native peak ${n.hwmKB} kB > stock peak ${s.hwmKB} kB + 16 MB\n${info}`);
-  assert.ok(Math.abs(n.rssAfterKB - n.rssStartKB) <= 16 * MB, `native RSS ${n.rssStartKB} → ${n.rssAfterKB} kB\n${info}`);
+  // After the drain the primary keeps no more than stock does, give or
+  // take 8 MB (both grow: Node 22's heap grows by about 10 MB here).
+  const kept = (r) => r.rssAfterKB - r.rssStartKB;
+  assert.ok(kept(n) <= Math.max(kept(s), 0) + 8 * MB,
+    `native RSS ${n.rssStartKB} → ${n.rssAfterKB} kB, stock ${s.rssStartKB} → ${s.rssAfterKB} kB\n${info}`);
 });
 
 // ---------------------------------------------------------------- (d)

@@ -6,12 +6,12 @@
 //! whatever arrives; without a bound a flooding worker would grow the
 //! primary without limit while its JavaScript is busy.
 //!
-//! The bound is [`PAUSE_ABOVE`] (4 MiB) per worker: far above what waits
+//! The bound is [`PAUSE_ABOVE`] (2 MiB) per worker: far above what waits
 //! when JavaScript keeps up (one batch, at most 64 KiB of messages, is on
 //! its way to it at a time), so a worker that only bursts is never paused,
 //! and small enough that a handful of flooding workers cost tens of MiB,
 //! not hundreds. Reading resumes below
-//! [`RESUME_BELOW`] (1 MiB), so that a paused channel is not resumed and
+//! [`RESUME_BELOW`] (512 KiB), so that a paused channel is not resumed and
 //! paused again for every batch JavaScript takes.
 //!
 //! The driver counts what it hands to JavaScript ([`Backlog::queued`]); the
@@ -19,8 +19,8 @@
 
 use std::collections::HashMap;
 
-pub const PAUSE_ABOVE: usize = 4 << 20;
-pub const RESUME_BELOW: usize = 1 << 20;
+pub const PAUSE_ABOVE: usize = 2 << 20;
+pub const RESUME_BELOW: usize = 512 << 10;
 
 #[derive(Debug, Default)]
 struct Waiting {
