@@ -47,22 +47,6 @@ const READ_BUFFER: usize = 64 * 1024;
 /// (the rest waits here, within the read backlog's bound).
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// A descriptor shared with the table (or the JavaScript thread), polled
-/// by a task.
-struct Shared<T>(T);
-
-impl AsRawFd for Shared<Rc<OwnedFd>> {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
-
-impl AsRawFd for Shared<Arc<OwnedFd>> {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
-
 /// Registers a descriptor with the reactor.
 fn watch<T: AsRawFd>(inner: T, interest: Interest) -> io::Result<AsyncFd<T>> {
     // SAFETY: every `T` used here owns the descriptor (or a counted share
@@ -295,7 +279,7 @@ impl Driver {
             Ok(c) => Rc::new(c),
             Err(e) => return self.watch_failed(id, e),
         };
-        let exit = match watch(Shared(pidfd), Interest::READABLE) {
+        let exit = match watch(pidfd, Interest::READABLE) {
             Ok(e) => e,
             Err(e) => return self.watch_failed(id, e),
         };
@@ -610,7 +594,7 @@ impl Driver {
         }
     }
 
-    async fn exit_watch(self: Rc<Self>, id: u32, pid: i32, exit: AsyncFd<Shared<Arc<OwnedFd>>>) {
+    async fn exit_watch(self: Rc<Self>, id: u32, pid: i32, exit: AsyncFd<Arc<OwnedFd>>) {
         let status = loop {
             let Ok(mut guard) = exit.readable().await else {
                 return;
@@ -658,19 +642,14 @@ impl Driver {
         if !sockets::is_listening(fd.as_raw_fd()) {
             return;
         }
-        let Ok(afd) = watch(Shared(fd), Interest::READABLE) else {
+        let Ok(afd) = watch(fd, Interest::READABLE) else {
             return;
         };
         let task = tokio::task::spawn_local(self.clone().acceptor(listener, afd, peer));
         self.fds.borrow_mut().set_acceptor(listener, task);
     }
 
-    async fn acceptor(
-        self: Rc<Self>,
-        listener: FdId,
-        afd: AsyncFd<Shared<Rc<OwnedFd>>>,
-        peer: bool,
-    ) {
+    async fn acceptor(self: Rc<Self>, listener: FdId, afd: AsyncFd<Rc<OwnedFd>>, peer: bool) {
         loop {
             let Ok(mut guard) = afd.readable().await else {
                 return;

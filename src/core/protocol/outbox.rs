@@ -130,14 +130,6 @@ impl Outbox {
             || (self.awaiting_ack.is_none() && !self.queue.is_empty())
     }
 
-    pub fn queued_bytes(&self) -> usize {
-        self.queue.iter().map(|f| f.bytes.len()).sum::<usize>()
-            + self
-                .current
-                .as_ref()
-                .map_or(0, |(f, off, _)| f.bytes.len() - off)
-    }
-
     pub fn on_ack(&mut self, ack: bool) -> AckOutcome {
         let Some(mut inflight) = self.awaiting_ack.take() else {
             return AckOutcome::Unexpected;
