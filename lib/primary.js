@@ -10,6 +10,10 @@ const Worker = require('./worker.js');
 const WorkerProcess = require('./worker_process.js');
 const errors = require('./errors.js');
 const { listenForWorkers } = require('./round_robin_listen.js');
+const instances = require('./instances.js');
+const readiness = require('./readiness.js');
+const watchdog = require('./watchdog.js');
+const { createReload } = require('./reload.js');
 
 const { SCHED_NONE, SCHED_RR, SCHED_REUSEPORT, SCHED_STICKY, policyFromEnv, policyName } =
   require('./policies.js');
@@ -71,7 +75,10 @@ function getInspectPort(inspectPort) {
 }
 
 cluster.setupPrimary = function setupPrimary(options) {
-  if (options != null) validateListenGrace(options.listenGrace);
+  if (options != null) {
+    validateListenGrace(options.listenGrace);
+    validateSupervision(options);
+  }
   const settings = {
     args: process.argv.slice(2),
     exec: process.argv[1],
@@ -115,6 +122,19 @@ function validateListenGrace(value) {
   if (typeof value !== 'number') throw errors.ERR_INVALID_ARG_TYPE('options.listenGrace', 'number', value);
   if (!Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
     throw errors.ERR_OUT_OF_RANGE('options.listenGrace', 'an integer >= 0 and <= 2147483647', value);
+  }
+}
+
+// Our additions: readiness by the worker's own word, and the watchdog.
+function validateSupervision(options) {
+  if (options.waitReady !== undefined && typeof options.waitReady !== 'boolean') {
+    throw errors.ERR_INVALID_ARG_TYPE('options.waitReady', 'boolean', options.waitReady);
+  }
+  const t = options.heartbeatTimeout;
+  if (t === undefined) return;
+  if (typeof t !== 'number') throw errors.ERR_INVALID_ARG_TYPE('options.heartbeatTimeout', 'number', t);
+  if (!Number.isInteger(t) || t < 1 || t > 2 ** 31 - 1) {
+    throw errors.ERR_OUT_OF_RANGE('options.heartbeatTimeout', 'an integer >= 1 and <= 2147483647', t);
   }
 }
 
@@ -223,17 +243,34 @@ function removeWorker(worker) {
 }
 
 cluster.fork = function fork(env) {
+  return forkWorker(env, null);
+};
+
+// A fork; `predecessor`: the worker it replaces in a reload, whose number
+// of servers it must listen on to be ready.
+function forkWorker(env, predecessor) {
   cluster.setupPrimary();
   const id = ++ids;
-  const workerProcess = createWorkerProcess(id, env);
+  const settings = cluster.settings;
+  const ours = { NODE_APP_INSTANCE: String(instances.assign(id, env)) };
+  if (settings.heartbeatTimeout) Object.assign(ours, watchdog.workerEnv(settings.heartbeatTimeout));
+  let workerProcess;
+  try {
+    workerProcess = createWorkerProcess(id, { ...env, ...ours });
+  } catch (err) {
+    instances.release(id);
+    throw err;
+  }
   const worker = new Worker({ id, process: workerProcess });
   workerProcess._worker = worker;
+  worker._forkEnv = env;
 
   worker.on('message', function onMessage(message, handle) {
     cluster.emit('message', this, message, handle);
   });
 
   worker.process.once('exit', (exitCode, signalCode) => {
+    instances.release(id);
     // Keep the worker listed until it has disconnected too.
     if (!worker.isConnected()) removeWorker(worker);
     worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
@@ -250,11 +287,19 @@ cluster.fork = function fork(env) {
     cluster.emit('disconnect', worker);
   });
 
+  readiness.track(cluster, worker, {
+    waitReady: settings.waitReady === true,
+    want: predecessor === null ? 1 : readiness.listenCount(predecessor),
+  });
+  if (settings.heartbeatTimeout) watchdog.watch(cluster, worker, settings.heartbeatTimeout);
+
   if (workerProcess._launching) live.set(id, worker);
   process.nextTick(emitForkNT, worker);
   cluster.workers[worker.id] = worker;
   return worker;
-};
+}
+
+cluster.reload = createReload(cluster, forkWorker);
 
 function emitForkNT(worker) {
   cluster.emit('fork', worker);

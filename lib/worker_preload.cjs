@@ -48,3 +48,29 @@ function holdUntilListened(worker) {
   process.on('newListener', onNewListener);
   worker.on('newListener', onNewListener);
 }
+
+// The watchdog's heartbeat (setupPrimary({ heartbeatTimeout })): sent from
+// this event loop, so a worker that blocks it falls silent.
+const beatMs = Number(process.env.NATIVE_CLUSTER_HEARTBEAT_MS);
+delete process.env.NATIVE_CLUSTER_HEARTBEAT_MS;
+if (cluster.isWorker && beatMs > 0) startHeartbeat(beatMs);
+
+function startHeartbeat(every) {
+  let last = performance.now();
+  const beat = () => {
+    const now = performance.now();
+    const delay = Math.max(0, now - last - every);
+    last = now;
+    if (!process.connected) return;
+    const mem = process.memoryUsage();
+    process.send({
+      cmd: 'NODE_NATIVE_CLUSTER_HEARTBEAT',
+      delay: Math.round(delay),
+      rss: mem.rss,
+      heapUsed: mem.heapUsed,
+      heapTotal: mem.heapTotal,
+    });
+  };
+  beat();
+  setInterval(beat, every).unref();
+}

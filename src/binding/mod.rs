@@ -415,6 +415,17 @@ pub fn disconnect(id: u32) -> Result<()> {
     })
 }
 
+/// Whether the worker gets new connections (of the servers whose
+/// connections the primary accepts).
+#[napi]
+pub fn gate(id: u32, open: bool) -> Result<()> {
+    with_primary(|s| {
+        s.primary
+            .command(Command::Gate { id, open })
+            .map_err(core_err)
+    })
+}
+
 #[napi]
 pub fn close_channel(id: u32) -> Result<()> {
     with_primary(|s| {

@@ -246,6 +246,7 @@ impl Driver {
                 let _ = done.send(());
             }
             Command::Timer { timer } => self.input(Input::Timer { timer }),
+            Command::Gate { id, open } => self.input(Input::Gate { id, open }),
             Command::Deliver => self.turn_end.notify_one(),
             Command::Shutdown => self.shutdown.set(true),
         }

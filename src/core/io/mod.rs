@@ -219,6 +219,12 @@ pub enum Command {
     Resume {
         id: u32,
     },
+    /// Whether a worker gets new connections (closed while it drains, is
+    /// not yet ready, or is unresponsive).
+    Gate {
+        id: u32,
+        open: bool,
+    },
     /// A protocol timer expired (sent by its timer thread).
     Timer {
         timer: u64,

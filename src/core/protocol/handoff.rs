@@ -61,6 +61,9 @@ impl Protocol {
     /// one while it has one of this server's in flight (it may have left
     /// and joined again before answering).
     pub(crate) fn handoff(&mut self, key: &str, worker: u32) {
+        if self.gated(worker) {
+            return;
+        }
         let busy = self
             .servers
             .in_flight

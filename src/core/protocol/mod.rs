@@ -20,6 +20,7 @@ pub mod backlog;
 pub mod balance;
 pub mod event;
 pub mod fd;
+mod gate;
 mod handoff;
 mod opening;
 pub mod outbox;
@@ -97,6 +98,9 @@ pub enum Input<'a> {
     },
     /// A timer asked for with `Output::Timer` expired.
     Timer { timer: u64 },
+    /// JavaScript: whether worker `id` gets new connections (see
+    /// [`gate`]).
+    Gate { id: u32, open: bool },
 }
 
 /// An opened socket.
@@ -274,6 +278,7 @@ impl Protocol {
                     self.end_grace(&key, timer);
                 }
             }
+            Input::Gate { id, open } => self.set_gate(id, open),
         }
     }
 

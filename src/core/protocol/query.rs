@@ -352,7 +352,11 @@ impl Protocol {
         let mut reply = Self::reply_head(key, msg, &entry.data);
         match &mut entry.server {
             Server::Accepting(s) => {
-                s.balancer.add(id);
+                if s.balancer.add(id) && self.gated(id) {
+                    // A new lane has nothing queued to re-home.
+                    let rehomed = s.balancer.gate(id, true);
+                    debug_assert!(rehomed.is_empty());
+                }
                 self.resume_after_grace(s);
                 if let Some(sn) = &s.sockname {
                     reply.push(("sockname".into(), sn.clone()));

@@ -846,6 +846,88 @@ fn reuseport_gives_each_worker_its_own_socket_and_serves_a_leavers_queue() {
 }
 
 #[test]
+fn a_gated_worker_gets_no_new_connection_until_opened() {
+    let mut sim = Sim::new();
+    let listener = rr_server(&mut sim, &[1, 2]);
+    sim.input(Input::Gate { id: 1, open: false });
+    let a = sim.accept(listener, None);
+    let b = sim.accept(listener, None);
+    assert_eq!(answer_newconn(&mut sim, 2, true), a);
+    assert_eq!(answer_newconn(&mut sim, 2, true), b);
+    assert!(sim.frames(1).is_empty(), "nothing for the gated worker");
+    // Worker 2 busy with c; d waits, and goes to worker 1 once it opens.
+    let c = sim.accept(listener, None);
+    let d = sim.accept(listener, None);
+    sim.input(Input::Gate { id: 1, open: true });
+    assert_eq!(answer_newconn(&mut sim, 1, true), d);
+    assert_eq!(answer_newconn(&mut sim, 2, true), c);
+}
+
+#[test]
+fn a_connection_in_flight_to_a_worker_being_gated_stays_its_own() {
+    let mut sim = Sim::new();
+    let listener = rr_server(&mut sim, &[1, 2]);
+    let a = sim.accept(listener, None);
+    sim.input(Input::Gate { id: 1, open: false });
+    // Worker 1 still answers it; the next connections skip it.
+    assert_eq!(answer_newconn(&mut sim, 1, true), a);
+    let b = sim.accept(listener, None);
+    let c = sim.accept(listener, None);
+    assert_eq!(answer_newconn(&mut sim, 2, true), b);
+    assert!(sim.frames(1).is_empty());
+    assert_eq!(answer_newconn(&mut sim, 2, true), c);
+}
+
+#[test]
+fn a_worker_gated_before_it_listens_is_not_handed_off_to() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    sim.worker(2, Serialization::Json);
+    sim.input(Input::Gate { id: 2, open: false });
+    sim.send_json(1, &query(1, 8000, 0));
+    sim.send_json(2, &query(1, 8000, 0));
+    let listener = sim.answer_open(Ok(loopback(8000))).2.expect("socket");
+    sim.frames(1);
+    sim.frames(2);
+    let a = sim.accept(listener, None);
+    let b = sim.accept(listener, None);
+    assert!(sim.frames(2).is_empty(), "gated from the start");
+    // b waited for worker 1; the opened worker 2 takes it at once.
+    sim.input(Input::Gate { id: 2, open: true });
+    assert_eq!(answer_newconn(&mut sim, 2, true), b);
+    assert_eq!(answer_newconn(&mut sim, 1, true), a);
+}
+
+#[test]
+fn a_gated_sticky_worker_hands_its_waiting_clients_to_another() {
+    let mut sim = Sim::with_policy(Policy::Sticky, true);
+    for w in [1, 2] {
+        sim.worker(w, Serialization::Json);
+        sim.send_json(w, &query(1, 8000, 0));
+    }
+    let listener = sim.answer_open(Ok(loopback(8000))).2.expect("socket");
+    sim.frames(1);
+    sim.frames(2);
+    let client: IpAddr = "10.0.0.7".parse().expect("ip");
+    let first = sim.accept(listener, Some(client));
+    let second = sim.accept(listener, Some(client));
+    let owner = [1u32, 2]
+        .into_iter()
+        .find(|w| {
+            sim.wires
+                .get(w)
+                .is_some_and(|wire| wire.frames.iter().any(|f| f.fd == Some(first)))
+        })
+        .expect("someone got it");
+    sim.input(Input::Gate {
+        id: owner,
+        open: false,
+    });
+    assert_eq!(answer_newconn(&mut sim, 3 - owner, true), second);
+    assert_eq!(answer_newconn(&mut sim, owner, true), first);
+}
+
+#[test]
 fn sticky_sends_one_client_to_one_worker() {
     let mut sim = Sim::with_policy(Policy::Sticky, true);
     for w in [1, 2, 3] {
@@ -1116,6 +1198,14 @@ fn random_step(sim: &mut Sim, rng: &mut Rng, workers: &mut Vec<u32>, next_id: &m
             };
             sim.worker(*next_id, ser);
             workers.push(*next_id);
+        }
+        1 if w.is_some() && rng.below(2) == 0 => {
+            if let Some(id) = w {
+                sim.input(Input::Gate {
+                    id,
+                    open: rng.below(2) == 0,
+                });
+            }
         }
         1 => {
             let policy = policies[rng.below(4) as usize];

@@ -24,6 +24,9 @@ pub struct WorkerState {
     pub closing: bool,
     /// An `Output::Transmit` is out and the driver has not started on it.
     pub transmit_asked: bool,
+    /// JavaScript closed its gate: it gets no new connections (see
+    /// [`crate::core::protocol::gate`]).
+    pub gated: bool,
 }
 
 impl WorkerState {
@@ -38,6 +41,7 @@ impl WorkerState {
             exited_after_disconnect: false,
             closing: false,
             transmit_asked: false,
+            gated: false,
         }
     }
 

@@ -96,6 +96,21 @@ impl<C> Balancer<C> {
         }
     }
 
+    /// Closes (or opens) a worker to new connections; returns connections
+    /// re-homed to other workers that must be sent now. An opened worker
+    /// gets its next connection with its next [`Self::handoff`].
+    pub fn gate(&mut self, worker: u32, closed: bool) -> Vec<(u32, C)> {
+        match self {
+            Balancer::RoundRobin(b) => {
+                if closed {
+                    b.gate(worker);
+                }
+                Vec::new()
+            }
+            Balancer::Sticky(b) => b.gate(worker, closed),
+        }
+    }
+
     /// The worker is ready for its next connection.
     pub fn handoff(&mut self, worker: u32) -> Option<C> {
         match self {

@@ -56,6 +56,12 @@ impl<C> RoundRobin<C> {
         self.pending.drain(..)
     }
 
+    /// The worker gets nothing more until it is handed off to again: it
+    /// leaves the idle list.
+    pub fn gate(&mut self, worker: u32) {
+        self.free.retain(|w| *w != worker);
+    }
+
     /// Queues a new (or refused) connection; if a worker is idle, returns it
     /// with the connection it must be sent now.
     pub fn distribute(&mut self, conn: C) -> Option<(u32, C)> {
@@ -142,6 +148,20 @@ mod tests {
         assert_eq!(rr.handoff(1), None);
         assert!(rr.remove(2));
         assert_eq!(rr.drain().collect::<Vec<_>>(), vec!["a"]);
+    }
+
+    #[test]
+    fn gated_worker_leaves_the_idle_list() {
+        let mut rr = RoundRobin::default();
+        rr.add(1);
+        rr.add(2);
+        rr.handoff(1);
+        rr.handoff(2);
+        rr.gate(1);
+        assert_eq!(rr.distribute("a"), Some((2, "a")));
+        assert_eq!(rr.distribute("b"), None);
+        // Opened again: the next handoff takes the queue.
+        assert_eq!(rr.handoff(1), Some("b"));
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::net::IpAddr;
 #[derive(Debug)]
 struct Lane<C> {
     in_flight: bool,
+    /// Closed to new connections: its clients go to others meanwhile.
+    gated: bool,
     queue: VecDeque<(u64, C)>,
 }
 
@@ -84,21 +86,47 @@ impl<C> Sticky<C> {
                 // Busy until its first handoff, as a round-robin worker is
                 // not idle before it has been handed off to.
                 in_flight: true,
+                gated: false,
                 queue: VecDeque::new(),
             },
         );
         true
     }
 
-    /// The worker that owns `client`, other than `exclude` when there is
-    /// another.
+    fn open(&self, worker: u32) -> bool {
+        self.lanes.get(&worker).is_some_and(|l| !l.gated)
+    }
+
+    /// The open worker that owns `client`, other than `exclude` when there
+    /// is another.
     pub fn owner(&self, client: u64, exclude: Option<u32>) -> Option<u32> {
         self.all
             .iter()
             .copied()
-            .filter(|w| Some(*w) != exclude)
+            .filter(|w| Some(*w) != exclude && self.open(*w))
             .max_by_key(|w| score(client, *w))
-            .or_else(|| exclude.filter(|w| self.contains(*w)))
+            .or_else(|| exclude.filter(|w| self.open(*w)))
+    }
+
+    /// Closes (or opens) a worker's lane to new connections. Closing
+    /// re-homes its queue: returned are those to send now. An opened lane
+    /// gets its next connection with the next [`Self::handoff`].
+    pub fn gate(&mut self, worker: u32, closed: bool) -> Vec<(u32, C)> {
+        let Some(lane) = self.lanes.get_mut(&worker) else {
+            return Vec::new();
+        };
+        lane.gated = closed;
+        if !closed {
+            return Vec::new();
+        }
+        let queue = std::mem::take(&mut lane.queue);
+        let mut now = Vec::new();
+        for (client, conn) in queue {
+            if let Some(sent) = self.distribute(conn, client, None) {
+                now.push(sent);
+            }
+        }
+        now
     }
 
     /// Queues a connection for its owner; returns it with that worker if the
@@ -219,6 +247,26 @@ mod tests {
             assert_eq!(again, w);
             s.handoff(w);
         }
+    }
+
+    #[test]
+    fn a_gated_owner_is_skipped_until_opened() {
+        let mut s = ready(&[1, 2]);
+        let client = client_key(Some("10.0.0.9".parse().expect("ip")));
+        let (owner, _) = s.distribute("a", client, None).expect("idle owner");
+        // Busy owner: the next one waits in its lane, until the gate closes.
+        assert_eq!(s.distribute("b", client, None), None);
+        let other = 3 - owner;
+        assert_eq!(s.gate(owner, true), vec![(other, "b")]);
+        assert_eq!(s.owner(client, None), Some(other));
+        s.gate(owner, false);
+        assert_eq!(s.owner(client, None), Some(owner));
+        // Every lane closed: connections wait unassigned.
+        s.gate(1, true);
+        s.gate(2, true);
+        assert_eq!(s.distribute("c", client, None), None);
+        s.gate(owner, false);
+        assert_eq!(s.handoff(owner), Some("c"));
     }
 
     #[test]

@@ -1,0 +1,33 @@
+'use strict';
+// NODE_APP_INSTANCE: each worker's slot, 0..N-1, as PM2 numbers its
+// instances so that an app can run one-off jobs in slot 0 only. A fork
+// takes the lowest slot no live worker holds, so a worker forked when
+// another exited gets its slot; a reload's replacement is given its
+// predecessor's explicitly (both run for a while). An env given to fork()
+// with NODE_APP_INSTANCE set keeps it.
+
+const slots = new Map(); // worker id -> slot
+
+function assign(id, env) {
+  const given = env == null ? undefined : env.NODE_APP_INSTANCE;
+  let slot;
+  if (given !== undefined && /^\d+$/.test(String(given))) {
+    slot = Number(given);
+  } else {
+    const taken = new Set(slots.values());
+    slot = 0;
+    while (taken.has(slot)) slot++;
+  }
+  slots.set(id, slot);
+  return slot;
+}
+
+function release(id) {
+  slots.delete(id);
+}
+
+function of(id) {
+  return slots.get(id);
+}
+
+module.exports = { assign, release, of };

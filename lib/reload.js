@@ -1,0 +1,115 @@
+'use strict';
+// cluster.reload([options]): replaces every worker without downtime. For
+// each (`concurrency` at a time) a replacement is forked first, with its
+// predecessor's fork env and NODE_APP_INSTANCE; once it is ready (see
+// readiness.js) the old worker's gate closes (no new connections where the
+// primary accepts them), it is disconnected (it finishes what it has and
+// exits), and killed after `killTimeout` if it has not. A replacement that
+// exits or is not ready within `readyTimeout` stops the reload: it is
+// killed, the promise rejects, and the old workers not yet replaced keep
+// serving.
+
+const errors = require('./errors.js');
+const gate = require('./gate.js');
+const instances = require('./instances.js');
+const readiness = require('./readiness.js');
+
+const DEFAULTS = { concurrency: 1, readyTimeout: 30000, killTimeout: 5000 };
+
+function validate(options) {
+  if (options === undefined) return { ...DEFAULTS };
+  if (options === null || typeof options !== 'object') {
+    throw errors.ERR_INVALID_ARG_TYPE('options', 'Object', options);
+  }
+  const out = { ...DEFAULTS };
+  for (const [key, min] of [['concurrency', 1], ['readyTimeout', 0], ['killTimeout', 0]]) {
+    const value = options[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'number') throw errors.ERR_INVALID_ARG_TYPE(`options.${key}`, 'number', value);
+    if (!Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
+      throw errors.ERR_OUT_OF_RANGE(`options.${key}`, `an integer >= ${min} and <= 2147483647`, value);
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+// Disconnects a worker and kills it if it has not exited after `killTimeout`.
+function retire(worker, killTimeout) {
+  return new Promise((resolve) => {
+    if (worker.isDead()) return resolve();
+    gate.close(worker, 'retiring');
+    const timer = setTimeout(() => {
+      if (!worker.isDead()) worker.process.kill('SIGKILL');
+    }, killTimeout);
+    worker.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    if (worker.isConnected()) worker.disconnect();
+  });
+}
+
+function createReload(cluster, fork) {
+  let running = Promise.resolve();
+
+  async function replaceOne(old, opts) {
+    const env = { ...(old._forkEnv || {}), NODE_APP_INSTANCE: String(instances.of(old.id) ?? '') };
+    if (env.NODE_APP_INSTANCE === '') delete env.NODE_APP_INSTANCE;
+    const fresh = fork(env, old);
+    try {
+      await readiness.whenReady(fresh, opts.readyTimeout);
+    } catch (err) {
+      if (!fresh.isDead()) fresh.process.kill('SIGKILL');
+      err.worker = fresh;
+      throw err;
+    }
+    const entry = { old: old.id, new: fresh.id, oldPid: old.process.pid, newPid: fresh.process.pid };
+    await retire(old, opts.killTimeout);
+    return entry;
+  }
+
+  async function run(opts) {
+    const started = Date.now();
+    const targets = Object.values(cluster.workers)
+      .filter((w) => !w.isDead() && w.isConnected());
+    const replaced = [];
+    let failure = null;
+    let next = 0;
+    const lane = async () => {
+      while (failure === null && next < targets.length) {
+        const old = targets[next++];
+        // Gone meanwhile: whoever restarts it starts the new code anyway.
+        if (old.isDead() || !old.isConnected()) continue;
+        try {
+          replaced.push(await replaceOne(old, opts));
+        } catch (err) {
+          failure = failure || err;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(opts.concurrency, targets.length) }, lane));
+    const result = { replaced, ms: Date.now() - started };
+    if (failure !== null) {
+      failure.replaced = replaced;
+      failure.ms = result.ms;
+      throw failure;
+    }
+    return result;
+  }
+
+  return function reload(options) {
+    let opts;
+    try {
+      opts = validate(options);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // One reload at a time: a second call starts when the first ends.
+    const result = running.then(() => run(opts), () => run(opts));
+    running = result.catch(() => {});
+    return result;
+  };
+}
+
+module.exports = { createReload, retire, validate };
