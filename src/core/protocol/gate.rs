@@ -23,7 +23,8 @@ impl Protocol {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
-        if w.gated == !open {
+        // Already so.
+        if w.gated != open {
             return;
         }
         w.gated = !open;
