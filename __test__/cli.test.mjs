@@ -104,7 +104,7 @@ test('--help explains options, crashes, signals and reload; usage errors exit 2'
   assert.equal(version.out, `${pkg.version}\n`);
   for (const [args, re] of [
     [[], /no app given/],
-    [['-i', 'lots', 'server.js'], /--instances takes a positive integer or max/],
+    [["-i", "lots", "server.js"], /--instances takes a positive integer, max or 0/],
     [['--policy', 'fifo', 'server.js'], /--policy takes rr, none, reuseport, sticky, not "fifo"/],
     [['--frobnicate', 'server.js'], /unknown option --frobnicate/],
     [['missing.js'], /cannot find missing\.js/],
@@ -288,5 +288,110 @@ for (const policy of ['rr', 'none', 'reuseport', 'sticky']) test(`SIGHUP (policy
     assert.equal((await r.exit).code, 0);
   } finally {
     await r.cleanup();
+  }
+});
+
+test('arguments: our options before or after the app, the app\'s after --; -i 0, max and -N', async () => {
+  const { parseArgs } = await import('../bin/native-cluster.js');
+  const cpus = (await import('node:os')).availableParallelism();
+  let o = parseArgs(['server.js', '-i', '2', '--policy', 'none', '--', '--port', '8080']);
+  assert.deepEqual([o.app, o.instances, o.policy, o.args], ['server.js', 2, 'none', ['--port', '8080']]);
+  o = parseArgs(['-i', '3', '--', 'server.js', '--port', '8080', '-i', '9']);
+  assert.deepEqual([o.app, o.instances, o.args], ['server.js', 3, ['--port', '8080', '-i', '9']]);
+  assert.equal(parseArgs(['-i', '0', 'a.js']).instances, cpus);
+  assert.equal(parseArgs(['-i', 'max', 'a.js']).instances, cpus);
+  assert.equal(parseArgs(['-i', '-1', 'a.js']).instances, Math.max(1, cpus - 1));
+  assert.equal(parseArgs(['-i', '-64', 'a.js']).instances, 1);
+  o = parseArgs(['a.js', '--max-restarts', '3', '--restart-window=5000', '--max-memory', '300', '--unresponsive-timeout', '2000']);
+  assert.deepEqual([o.maxRestarts, o.restartWindow, o.maxMemory, o.unresponsiveTimeout], [3, 5000, 300, 2000]);
+  assert.throws(() => parseArgs(['a.js', '--port', '8080']), /unknown option --port \(the app's own options go after --\)/);
+  assert.throws(() => parseArgs(['a.js', '--max-restarts', 'x']), /--max-restarts takes a count, not "x"/);
+});
+
+test('--max-restarts 3: an app that fails at start stops the CLI with one line, exit 1, within the window', async () => {
+  const t0 = Date.now();
+  const r = start(['-i', '2', '--max-restarts', '3', '--restart-window', '10000', 'fail_start.js']);
+  try {
+    const { code } = await r.exit;
+    assert.equal(code, 1, r.err);
+    assert.ok(Date.now() - t0 < 10000, `${Date.now() - t0} ms`);
+    const why = r.err.split('\n').filter((l) => l.includes('--max-restarts'));
+    assert.equal(why.length, 1, r.err);
+    assert.match(why[0], /crashed \(code 3\): 4 crashes within 10000 ms, over --max-restarts 3; stopping$/);
+  } finally {
+    await r.cleanup();
+  }
+});
+
+test('--unresponsive-timeout: a worker that blocks its loop is replaced and killed; slots are kept', async () => {
+  const port = await freePort();
+  const r = start(['-i', '2', '--unresponsive-timeout', '500', 'server.js'], { env: { PORT: port } });
+  try {
+    await r.waitFor(/listening on/, 2);
+    const slots = new Map();
+    for (let i = 0; i < 4; i++) {
+      const s = await get(port, '/slot');
+      slots.set(s.pid, s.slot);
+    }
+    assert.deepEqual([...new Set(slots.values())].sort(), ['0', '1']);
+    http.get({ host: '127.0.0.1', port, path: '/block', agent: false }).on('error', () => {});
+    await r.waitFor(/unresponsive for \d+ ms; replacing it/, 1, 5000);
+    await r.waitFor(/listening on/, 3);
+    const blocked = [...slots.keys()].find((pid) => r.err.includes(`(pid ${pid}) unresponsive`));
+    const deadline = Date.now() + 3000;
+    while (alive(blocked) && Date.now() < deadline) await sleep(50);
+    assert.equal(alive(blocked), false, 'the hung worker is killed');
+    const now = new Map();
+    for (let i = 0; i < 6; i++) {
+      const s = await get(port, '/slot');
+      now.set(s.pid, s.slot);
+    }
+    assert.ok(!now.has(blocked));
+    assert.deepEqual([...new Set(now.values())].sort(), ['0', '1']);
+    r.child.kill('SIGTERM');
+    assert.equal((await r.exit).code, 0);
+  } finally {
+    await r.cleanup();
+  }
+});
+
+test('--max-memory: a worker over the limit is replaced gracefully', async () => {
+  const port = await freePort();
+  // Every Node process is over 1 MB: the first worker is replaced ~2 s in.
+  const r = start(['-i', '1', '--max-memory', '1', 'server.js'], { env: { PORT: port } });
+  try {
+    await r.waitFor(/listening on/);
+    const first = (await get(port)).pid;
+    await r.waitFor(/uses \d+ MB \(over --max-memory 1\); replacing it/, 1, 6000);
+    await r.waitFor(/listening on/, 2);
+    const deadline = Date.now() + 5000;
+    while (alive(first) && Date.now() < deadline) await sleep(50);
+    assert.equal(alive(first), false);
+    assert.notEqual((await get(port)).pid, first);
+  } finally {
+    await r.cleanup();
+  }
+});
+
+test('the CLI stops gracefully when the process that started it dies', async () => {
+  const port = await freePort();
+  const parent = spawn(process.execPath, [path.join(fixtures, 'parent.js'), '-i', '1', 'server.js'], {
+    cwd: fixtures, env: { ...process.env, PORT: port }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  parent.stdout.on('data', (d) => { out += d; });
+  parent.stderr.on('data', (d) => { err += d; });
+  try {
+    while (!/listening on/.test(err)) await sleep(50);
+    const cli = Number(out.match(/cli (\d+)/)[1]);
+    const worker = Number(err.match(/\(pid (\d+)\) listening/)[1]);
+    parent.kill('SIGKILL');
+    const deadline = Date.now() + 8000;
+    while ((alive(cli) || alive(worker)) && Date.now() < deadline) await sleep(50);
+    assert.equal(alive(cli), false, err);
+    assert.equal(alive(worker), false, err);
+  } finally {
+    parent.kill('SIGKILL');
   }
 });

@@ -4,12 +4,14 @@
 // native primary; restarts crashed workers, stops gracefully on SIGINT and
 // SIGTERM, replaces workers one at a time on SIGHUP.
 
+const fs = require('node:fs');
 const path = require('node:path');
 const os = require('node:os');
 
 const DEFAULT_KILL_TIMEOUT = 5000;
 const DEFAULT_LISTEN_TIMEOUT = 30000;
 const DEFAULT_LISTEN_GRACE = 5000;
+const DEFAULT_RESTART_WINDOW = 60000;
 const POLICIES = ['rr', 'none', 'reuseport', 'sticky'];
 // A worker that crashes within STABLE_MS of its start counts as a repeated
 // crash of its slot; the restart delay doubles from BACKOFF_BASE up to
@@ -18,7 +20,8 @@ const STABLE_MS = 10000;
 const BACKOFF_BASE = 200;
 const BACKOFF_MAX = 15000;
 
-const HELP = `Usage: native-cluster [options] [--] <app> [app args...]
+const HELP = `Usage: native-cluster [options] <app> [options] [-- app args...]
+       native-cluster [options] -- <app> [app args...]
 
 Runs <app>, an unmodified Node.js server script (CommonJS or ES module), on
 N worker processes that share its ports; native-cluster's native primary
@@ -27,7 +30,8 @@ written for node:cluster runs its worker branch.
 
 Options:
   -i, --instances <N|max>   number of workers (default: max, the
-                            available parallelism: ${os.availableParallelism()} here)
+                            available parallelism: ${os.availableParallelism()} here);
+                            0 is max too, -N all but N (at least 1)
       --policy <rr|none|reuseport|sticky>
                             rr: the primary accepts connections and hands them
                             to the workers in turn (default); none: the workers
@@ -45,6 +49,18 @@ Options:
                             the restarted worker: connections wait instead
                             of being refused; 0 closes it at once, as
                             node:cluster does (default ${DEFAULT_LISTEN_GRACE})
+      --unresponsive-timeout <ms>
+                            a worker whose event loop is silent this long
+                            (it beats every ms/4 from its own loop) gets no
+                            new connections, is replaced by a new worker and
+                            killed (default 0: no watchdog)
+      --max-memory <MB>     a worker whose RSS stays above this (two samples
+                            a second apart) is replaced gracefully: the new
+                            one first, then the old one drained
+      --max-restarts <n>    more than n crash restarts within
+                            --restart-window: stop every worker and exit 1
+                            with the reason (default: restart for ever)
+      --restart-window <ms> the window of --max-restarts (default ${DEFAULT_RESTART_WINDOW})
   -h, --help                show this help
   -v, --version             print the version
 
@@ -62,12 +78,18 @@ Signals (to the native-cluster process):
                    workers still running after --kill-timeout get SIGKILL.
                    Exits 0 when every worker left by itself, 1 otherwise.
                    A second signal kills the workers at once.
-  SIGHUP           reload without downtime: the workers are replaced one at
-                   a time, each by a new worker forked first; the old one is
-                   disconnected once the new one listens (on as many servers
-                   as the old one did). A new worker that crashes or does not
-                   listen within --listen-timeout stops the reload; the
-                   remaining old workers keep serving.
+  SIGHUP           reload without downtime (cluster.reload()): the workers
+                   are replaced one at a time, each by a new worker forked
+                   first; the old one gets no new connections and is
+                   disconnected once the new one is ready (listens on as
+                   many servers as the old one did). A new worker that
+                   crashes or is not ready within --listen-timeout stops
+                   the reload; the remaining old workers keep serving.
+
+Every worker gets NODE_APP_INSTANCE, its slot 0..N-1, kept across restarts
+and reloads (run one-off jobs where it is 0). When the process that
+started native-cluster dies (a SIGTERM to npx, which does not forward it),
+native-cluster stops as on SIGTERM.
 
 Workers run with this process's Node options and environment, e.g.
   node --max-old-space-size=512 node_modules/.bin/native-cluster app.js
@@ -91,6 +113,10 @@ function parseArgs(argv) {
     killTimeout: DEFAULT_KILL_TIMEOUT,
     listenTimeout: DEFAULT_LISTEN_TIMEOUT,
     listenGrace: DEFAULT_LISTEN_GRACE,
+    unresponsiveTimeout: 0,
+    maxMemory: 0,
+    maxRestarts: undefined,
+    restartWindow: DEFAULT_RESTART_WINDOW,
     help: false,
     version: false,
     app: undefined,
@@ -103,12 +129,20 @@ function parseArgs(argv) {
     '--kill-timeout': 'killTimeout',
     '--listen-timeout': 'listenTimeout',
     '--listen-grace': 'listenGrace',
+    '--unresponsive-timeout': 'unresponsiveTimeout',
+    '--max-memory': 'maxMemory',
+    '--max-restarts': 'maxRestarts',
+    '--restart-window': 'restartWindow',
   };
+  // Our options go before or after the app; the app's own arguments after
+  // `--` (or, with `--` before the app, everything after the app).
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--') {
       i++;
+      if (opts.app === undefined && i < argv.length) opts.app = argv[i++];
+      opts.args.push(...argv.slice(i));
       break;
     }
     if (arg === '-h' || arg === '--help') {
@@ -119,7 +153,11 @@ function parseArgs(argv) {
       opts.version = true;
       continue;
     }
-    if (!arg.startsWith('-') || arg === '-') break;
+    if (!arg.startsWith('-') || arg === '-') {
+      if (opts.app === undefined) opts.app = arg;
+      else opts.args.push(arg);
+      continue;
+    }
     let name = arg;
     let value;
     const eq = arg.indexOf('=');
@@ -131,26 +169,29 @@ function parseArgs(argv) {
       value = arg.slice(arg[2] === '=' ? 3 : 2);
     }
     const key = takesValue[name];
-    if (key === undefined) throw new UsageError(`unknown option ${arg}`);
+    if (key === undefined) {
+      throw new UsageError(opts.app === undefined ? `unknown option ${arg}` :
+        `unknown option ${arg} (the app's own options go after --)`);
+    }
     if (value === undefined) {
       if (i + 1 >= argv.length) throw new UsageError(`option ${name} needs a value`);
       value = argv[++i];
     }
     opts[key] = value;
   }
-  if (i < argv.length) {
-    opts.app = argv[i];
-    opts.args = argv.slice(i + 1);
-  }
   if (opts.help || opts.version) return opts;
   if (opts.app === undefined) throw new UsageError('no app given');
 
-  if (opts.instances === 'max') {
-    opts.instances = os.availableParallelism();
+  const cpus = os.availableParallelism();
+  if (opts.instances === 'max' || opts.instances === '0') {
+    opts.instances = cpus;
   } else if (/^[1-9]\d*$/.test(opts.instances)) {
     opts.instances = Number(opts.instances);
+  } else if (/^-[1-9]\d*$/.test(opts.instances)) {
+    opts.instances = Math.max(1, cpus + Number(opts.instances));
   } else {
-    throw new UsageError(`-i/--instances takes a positive integer or max, not ${JSON.stringify(opts.instances)}`);
+    throw new UsageError('-i/--instances takes a positive integer, max or 0 (all CPUs), or -N (all but N), ' +
+      `not ${JSON.stringify(opts.instances)}`);
   }
   if (opts.policy === undefined) {
     const fromEnv = process.env.NODE_CLUSTER_SCHED_POLICY;
@@ -159,9 +200,13 @@ function parseArgs(argv) {
   if (!POLICIES.includes(opts.policy)) {
     throw new UsageError(`--policy takes ${POLICIES.join(', ')}, not ${JSON.stringify(opts.policy)}`);
   }
-  for (const [key, flag] of [['killTimeout', '--kill-timeout'], ['listenTimeout', '--listen-timeout'], ['listenGrace', '--listen-grace']]) {
+  for (const [key, flag, what] of [
+    ['killTimeout', '--kill-timeout', 'milliseconds'], ['listenTimeout', '--listen-timeout', 'milliseconds'],
+    ['listenGrace', '--listen-grace', 'milliseconds'], ['unresponsiveTimeout', '--unresponsive-timeout', 'milliseconds'],
+    ['maxMemory', '--max-memory', 'megabytes'], ['maxRestarts', '--max-restarts', 'a count'],
+    ['restartWindow', '--restart-window', 'milliseconds']]) {
     if (typeof opts[key] === 'string') {
-      if (!/^\d+$/.test(opts[key])) throw new UsageError(`${flag} takes milliseconds, not ${JSON.stringify(opts[key])}`);
+      if (!/^\d+$/.test(opts[key])) throw new UsageError(`${flag} takes ${what}, not ${JSON.stringify(opts[key])}`);
       opts[key] = Number(opts[key]);
     }
   }
@@ -206,7 +251,12 @@ function main(argv) {
 
 function run(cluster, app, opts) {
   cluster.schedulingPolicy = cluster[`SCHED_${opts.policy.toUpperCase()}`];
-  cluster.setupPrimary({ exec: app, args: opts.args, listenGrace: opts.listenGrace });
+  cluster.setupPrimary({
+    exec: app,
+    args: opts.args,
+    listenGrace: opts.listenGrace,
+    ...(opts.unresponsiveTimeout > 0 ? { heartbeatTimeout: opts.unresponsiveTimeout } : {}),
+  });
 
   // One slot per requested worker: its current worker, and its crash record.
   const slots = [];
@@ -218,15 +268,26 @@ function run(cluster, app, opts) {
   let reloading = false;
   let reloadAgain = false;
   let announced = false;
+  // Crash restarts within the last --restart-window ms (for --max-restarts).
+  const restarts = [];
 
   const name = (w) => `worker ${w.id} (pid ${w.process.pid})`;
   const describeExit = (code, signal) => (signal ? `signal ${signal}` : `code ${code}`);
 
   function fork(slot) {
     const worker = cluster.fork();
-    const info = { slot, listening: 0, startedAt: Date.now() };
-    live.set(worker, info);
-    // These run before any listener added later (reload's).
+    live.set(worker, { slot, listening: 0, startedAt: Date.now(), overMemory: 0 });
+    if (slot) {
+      slot.worker = worker;
+      slot.timer = null;
+    }
+    return worker;
+  }
+
+  // Every worker, ours or a reload's replacement: status lines.
+  cluster.on('fork', (worker) => {
+    if (!live.has(worker)) live.set(worker, { slot: null, listening: 0, startedAt: Date.now(), overMemory: 0 });
+    const info = live.get(worker);
     worker.on('online', () => {
       if (info.slot) info.slot.online = true;
       if (!announced && slots.every((s) => s.online)) {
@@ -238,11 +299,64 @@ function run(cluster, app, opts) {
       if (++info.listening === 1) log(`${name(worker)} listening on ${formatAddress(address)}`);
     });
     worker.on('error', (err) => log(`${name(worker)}: ${err.message}`));
-    if (slot) {
-      slot.worker = worker;
-      slot.timer = null;
+  });
+
+  // A reload's replacement (or the watchdog's) takes over a slot.
+  function adopt(worker, slot) {
+    const info = live.get(worker);
+    if (info) info.slot = slot;
+    slot.worker = worker;
+    slot.crashes = 0;
+    if (worker.isDead()) {
+      // It died before it was adopted: restart the slot as after a crash.
+      slot.worker = null;
+      slot.timer = setTimeout(() => fork(slot), 0);
     }
-    return worker;
+  }
+
+  // --max-memory: the library's reload of this one worker (its successor
+  // first, then it is drained), then the slot follows.
+  function replaceGracefully(slot, old, why) {
+    if (stopping || reloading || slot.replacing) return;
+    slot.replacing = true;
+    log(`${name(old)} ${why}; replacing it`);
+    cluster.reload({ workers: [old], readyTimeout: opts.listenTimeout, killTimeout: opts.killTimeout })
+      .then(({ replaced }) => {
+        for (const r of replaced) {
+          const fresh = cluster.workers[r.new];
+          if (fresh && slot.worker === old) adopt(fresh, slot);
+        }
+      }, (err) => log(`replacing ${name(old)} failed: ${err.message}`))
+      .finally(() => { slot.replacing = false; });
+  }
+
+  if (opts.unresponsiveTimeout > 0) {
+    cluster.on('unresponsive', (worker, silentMs) => {
+      const slot = live.get(worker)?.slot;
+      const info = live.get(worker);
+      if (!info || !info.slot || info.slot.worker !== worker || stopping) return;
+      // Killed first: its slot (NODE_APP_INSTANCE) is free for the
+      // replacement, forked as soon as it is gone.
+      log(`${name(worker)} unresponsive for ${silentMs} ms; replacing it`);
+      info.hung = true;
+      worker.process.kill('SIGKILL');
+    });
+  }
+
+  if (opts.maxMemory > 0) {
+    // Sampled every second; two samples in a row over the limit, so that a
+    // short peak before a GC does not cost a worker.
+    setInterval(() => {
+      for (const [worker, info] of live) {
+        if (!info.slot || info.slot.worker !== worker || worker.isDead()) continue;
+        const rss = rssMB(worker.process.pid);
+        info.overMemory = rss > opts.maxMemory ? info.overMemory + 1 : 0;
+        if (info.overMemory >= 2) {
+          info.overMemory = 0;
+          replaceGracefully(info.slot, worker, `uses ${Math.round(rss)} MB (over --max-memory ${opts.maxMemory})`);
+        }
+      }
+    }, 1000).unref();
   }
 
   cluster.on('exit', (worker, code, signal) => {
@@ -256,13 +370,28 @@ function run(cluster, app, opts) {
     const slot = info.slot;
     // Replaced (reload) or a reload candidate: the reload deals with it.
     if (!slot || slot.worker !== worker) return;
+    // Drained by the reload under way, which gives its slot the successor.
+    if ((reloading || slot.replacing) && worker.exitedAfterDisconnect) return;
     slot.worker = null;
+    if (info.hung) {
+      fork(slot);
+      return;
+    }
     if (worker.exitedAfterDisconnect || (code === 0 && !signal)) {
       log(`${name(worker)} exited (${describeExit(code, signal)}); not restarting it`);
       finishIfDone();
       return;
     }
-    slot.crashes = Date.now() - info.startedAt < STABLE_MS ? slot.crashes + 1 : 1;
+    const now = Date.now();
+    restarts.push(now);
+    while (restarts.length > 0 && restarts[0] <= now - opts.restartWindow) restarts.shift();
+    if (opts.maxRestarts !== undefined && restarts.length > opts.maxRestarts) {
+      log(`${name(worker)} crashed (${describeExit(code, signal)}): ${restarts.length} crashes within ` +
+        `${opts.restartWindow} ms, over --max-restarts ${opts.maxRestarts}; stopping`);
+      giveUp();
+      return;
+    }
+    slot.crashes = now - info.startedAt < STABLE_MS ? slot.crashes + 1 : 1;
     const delay = slot.crashes <= 1 ? 0 : Math.min(BACKOFF_BASE * 2 ** (slot.crashes - 2), BACKOFF_MAX);
     log(`${name(worker)} crashed (${describeExit(code, signal)}); ` +
       (delay === 0 ? 'restarting it' : `restarting it in ${delay} ms (crash ${slot.crashes} in a row)`));
@@ -280,6 +409,18 @@ function run(cluster, app, opts) {
     if (live.size > 0 || reloading || slots.some((s) => s.timer)) return;
     log('no workers left; exiting');
     process.exit(0);
+  }
+
+  // --max-restarts exceeded: stop everything and exit non-zero.
+  function giveUp() {
+    stopping = true;
+    forced = true;
+    for (const slot of slots) clearTimeout(slot.timer);
+    for (const worker of live.keys()) {
+      if (worker.isConnected()) worker.disconnect();
+    }
+    killTimer = setTimeout(killAll, opts.killTimeout);
+    finishIfDone();
   }
 
   function killAll() {
@@ -307,73 +448,8 @@ function run(cluster, app, opts) {
     finishIfDone();
   }
 
-  // Forks a replacement for slot's worker, waits until it listens on as
-  // many servers as the old one (or is online, for a worker that never
-  // listened), then disconnects the old one and waits for it to exit.
-  async function replace(slot, old) {
-    const want = live.get(old)?.listening || 0;
-    const fresh = fork(null);
-    const outcome = await new Promise((resolve) => {
-      const timer = setTimeout(() => done('timeout'), opts.listenTimeout);
-      const check = () => {
-        const info = live.get(fresh);
-        if (info && info.listening >= want) done('ok');
-      };
-      const onExit = (code, signal) => done(`exit: ${describeExit(code, signal)}`);
-      const event = want > 0 ? 'listening' : 'online';
-      fresh.on(event, check);
-      fresh.once('exit', onExit);
-      function done(result) {
-        clearTimeout(timer);
-        fresh.off(event, check);
-        fresh.off('exit', onExit);
-        resolve(result);
-      }
-    });
-    if (stopping) return false;
-    if (outcome !== 'ok') {
-      if (outcome === 'timeout') {
-        log(`${name(fresh)} did not listen within ${opts.listenTimeout} ms; killing it`);
-        fresh.process.kill('SIGKILL');
-      } else {
-        log(`${name(fresh)} failed (${outcome.slice(6)})`);
-      }
-      return false;
-    }
-    live.get(fresh).slot = slot;
-    if (slot.worker !== old) {
-      // The old one crashed meanwhile: the new one takes its place, instead
-      // of its pending or already started restart.
-      const restarted = slot.worker;
-      clearTimeout(slot.timer);
-      slot.worker = fresh;
-      slot.timer = null;
-      if (restarted) await retire(restarted);
-      return true;
-    }
-    slot.worker = fresh;
-    slot.crashes = 0;
-    log(`${name(fresh)} replaces ${name(old)}`);
-    await retire(old);
-    return true;
-  }
-
-  function retire(worker) {
-    return new Promise((resolve) => {
-      if (worker.isDead()) return resolve();
-      const timer = setTimeout(() => {
-        if (worker.isDead()) return;
-        log(`${name(worker)} did not exit within ${opts.killTimeout} ms; SIGKILL`);
-        worker.process.kill('SIGKILL');
-      }, opts.killTimeout);
-      worker.once('exit', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      if (worker.isConnected()) worker.disconnect();
-    });
-  }
-
+  // SIGHUP: the library's reload (one worker at a time, each replacement
+  // ready before its predecessor is drained), then the slots follow.
   async function reload() {
     if (stopping) return;
     if (reloading) {
@@ -384,25 +460,42 @@ function run(cluster, app, opts) {
     reloading = true;
     do {
       reloadAgain = false;
-      const targets = slots.filter((s) => s.worker);
-      log(`SIGHUP: replacing ${targets.length} worker${targets.length === 1 ? '' : 's'} one at a time`);
-      let replaced = 0;
-      let failed = false;
-      for (const slot of targets) {
-        if (stopping) break;
-        if (!slot.worker) continue; // crashed meanwhile: its restart runs the new code
-        if (!(await replace(slot, slot.worker))) {
-          failed = true;
-          break;
-        }
-        replaced++;
+      const n = slots.filter((s) => s.worker).length;
+      log(`SIGHUP: replacing ${n} worker${n === 1 ? '' : 's'} one at a time`);
+      let replaced = [];
+      let failure = null;
+      try {
+        replaced = (await cluster.reload({ readyTimeout: opts.listenTimeout, killTimeout: opts.killTimeout })).replaced;
+      } catch (err) {
+        failure = err;
+        replaced = err.replaced || [];
+      }
+      for (const r of replaced) {
+        const fresh = cluster.workers[r.new];
+        const slot = slots.find((s) => s.worker && s.worker.id === r.old);
+        log(`worker ${r.new} (pid ${r.newPid}) replaces worker ${r.old} (pid ${r.oldPid})`);
+        if (!slot || !fresh) continue;
+        adopt(fresh, slot);
       }
       if (stopping) break;
-      if (failed) log(`reload stopped after ${replaced} of ${targets.length}; the other workers keep running`);
-      else log(`reload done: ${replaced} worker${replaced === 1 ? '' : 's'} replaced`);
+      if (failure) {
+        log(`${failure.message}; reload stopped after ${replaced.length} of ${n}, the other workers keep running`);
+      } else {
+        log(`reload done: ${replaced.length} worker${replaced.length === 1 ? '' : 's'} replaced`);
+      }
     } while (reloadAgain && !stopping);
     reloading = false;
     if (!stopping) finishIfDone();
+  }
+
+  // Stop with the process that started us (npx does not forward SIGTERM).
+  try {
+    const native = require('../lib/native.js');
+    if (!native.parentDeathSignal(os.constants.signals.SIGTERM, process.ppid)) {
+      process.nextTick(() => stop('parent gone'));
+    }
+  } catch (err) {
+    log(`cannot follow the parent process: ${err.message}`);
   }
 
   process.on('SIGINT', () => stop('SIGINT'));
@@ -417,6 +510,16 @@ function run(cluster, app, opts) {
     slots.push({ worker: null, crashes: 0, timer: null, online: false });
   }
   for (const slot of slots) fork(slot);
+}
+
+// A process's resident set in MB (NaN once it is gone).
+function rssMB(pid) {
+  try {
+    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
 }
 
 function formatAddress(a) {

@@ -1,7 +1,8 @@
 'use strict';
-// cluster.reload([options]): replaces every worker without downtime. For
-// each (`concurrency` at a time) a replacement is forked first, with its
-// predecessor's fork env and NODE_APP_INSTANCE; once it is ready (see
+// cluster.reload([options]): replaces every worker (or those in `workers`)
+// without downtime. For each (`concurrency` at a time) a replacement is
+// forked first, with its predecessor's fork env and NODE_APP_INSTANCE;
+// once it is ready (see
 // readiness.js) the old worker's gate closes (no new connections where the
 // primary accepts them), it is disconnected (it finishes what it has and
 // exits), and killed after `killTimeout` if it has not. A replacement that
@@ -10,11 +11,12 @@
 // serving.
 
 const errors = require('./errors.js');
+const Worker = require('./worker.js');
 const gate = require('./gate.js');
 const instances = require('./instances.js');
 const readiness = require('./readiness.js');
 
-const DEFAULTS = { concurrency: 1, readyTimeout: 30000, killTimeout: 5000 };
+const DEFAULTS = { concurrency: 1, readyTimeout: 30000, killTimeout: 5000, workers: undefined };
 
 function validate(options) {
   if (options === undefined) return { ...DEFAULTS };
@@ -22,6 +24,12 @@ function validate(options) {
     throw errors.ERR_INVALID_ARG_TYPE('options', 'Object', options);
   }
   const out = { ...DEFAULTS };
+  if (options.workers !== undefined) {
+    if (!Array.isArray(options.workers) || !options.workers.every((w) => w instanceof Worker)) {
+      throw errors.ERR_INVALID_ARG_TYPE('options.workers', 'Worker[]', options.workers);
+    }
+    out.workers = options.workers;
+  }
   for (const [key, min] of [['concurrency', 1], ['readyTimeout', 0], ['killTimeout', 0]]) {
     const value = options[key];
     if (value === undefined) continue;
@@ -71,7 +79,7 @@ function createReload(cluster, fork) {
 
   async function run(opts) {
     const started = Date.now();
-    const targets = Object.values(cluster.workers)
+    const targets = (opts.workers || Object.values(cluster.workers))
       .filter((w) => !w.isDead() && w.isConnected());
     const replaced = [];
     let failure = null;

@@ -426,6 +426,15 @@ pub fn gate(id: u32, open: bool) -> Result<()> {
     })
 }
 
+/// `PR_SET_PDEATHSIG`: this process gets `signal` when its parent dies.
+/// Returns false when the parent (`expected_parent`, `process.ppid` as
+/// JavaScript saw it) is already gone.
+#[napi]
+pub fn parent_death_signal(signal: i32, expected_parent: i32) -> Result<bool> {
+    crate::core::io::sys::parent_death_signal(signal, expected_parent)
+        .map_err(|e| Error::from_reason(format!("prctl(PR_SET_PDEATHSIG): {e}")))
+}
+
 #[napi]
 pub fn close_channel(id: u32) -> Result<()> {
     with_primary(|s| {

@@ -125,3 +125,14 @@ pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     let fd = borrow_fd(fd)?;
     retry(|| rustix::io::read(fd, &mut *buf))
 }
+
+/// Asks the kernel to send this process `signal` when its parent dies
+/// (`PR_SET_PDEATHSIG`). Returns whether the parent is still the one it
+/// was (`expected_parent`): if it died before the call, no signal comes.
+pub fn parent_death_signal(signal: i32, expected_parent: i32) -> io::Result<bool> {
+    let sig = rustix::process::Signal::from_named_raw(signal)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    rustix::process::set_parent_process_death_signal(Some(sig))?;
+    let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    Ok(parent == expected_parent)
+}
