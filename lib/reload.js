@@ -2,13 +2,12 @@
 // cluster.reload([options]): replaces every worker (or those in `workers`)
 // without downtime. For each (`concurrency` at a time) a replacement is
 // forked first, with its predecessor's fork env and NODE_APP_INSTANCE;
-// once it is ready (see
-// readiness.js) the old worker's gate closes (no new connections where the
-// primary accepts them), it is disconnected (it finishes what it has and
-// exits), and killed after `killTimeout` if it has not. A replacement that
-// exits or is not ready within `readyTimeout` stops the reload: it is
-// killed, the promise rejects, and the old workers not yet replaced keep
-// serving.
+// once it is ready (see readiness.js) the old worker's gate closes (no new
+// connections where the primary accepts them), it is disconnected (it
+// finishes what it has and exits), and killed after `killTimeout` if it
+// has not. A replacement that exits or is not ready within `readyTimeout`
+// stops the reload: it is killed, the promise rejects, and the old workers
+// not yet replaced keep serving.
 
 const errors = require('./errors.js');
 const Worker = require('./worker.js');
