@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -395,3 +395,59 @@ test('the CLI stops gracefully when the process that started it dies', async () 
     parent.kill('SIGKILL');
   }
 });
+
+const hasSocketActivate = (() => {
+  try {
+    return statSync('/usr/bin/systemd-socket-activate').isFile();
+  } catch {
+    return false;
+  }
+})();
+
+// Listening TCP sockets on `port` in /proc/net/tcp: their inodes.
+function listenersOn(port) {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  return readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length > 9 && f[3] === '0A' && f[1].endsWith(`:${hexPort}`))
+    .map((f) => f[9]);
+}
+
+for (const policy of ['rr', 'none', 'reuseport']) {
+  test(`socket activation (${policy}): the workers serve on the passed socket; the primary binds nothing`, { skip: !hasSocketActivate && 'systemd-socket-activate is not installed' }, async () => {
+    const port = await freePort();
+    const child = spawn('/usr/bin/systemd-socket-activate', ['-E', `PORT=${port}`, '-l', `127.0.0.1:${port}`,
+      process.execPath, cli, '-i', '2', '--policy', policy, 'server.js'], { cwd: fixtures, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    try {
+      // It starts the CLI on the first connection, which waits in the
+      // socket's backlog until a worker serves it.
+      while (!err.includes('Listening on')) {
+        assert.equal(child.exitCode, null, err);
+        await sleep(20);
+      }
+      const first = get(port);
+      while ((err.match(/listening on/g) || []).length < 2) {
+        assert.equal(child.exitCode, null, err);
+        await sleep(50);
+      }
+      await first;
+      const primary = Number(err.match(/primary (\d+):/)[1]);
+      const pids = new Set();
+      for (let i = 0; i < 8; i++) {
+        const r = await get(port);
+        pids.add(r.pid);
+        assert.equal(r.sharedHandle, policy !== 'rr');
+      }
+      assert.equal(pids.size, 2, 'both workers serve');
+      // One listening socket on the port: the one passed as descriptor 3.
+      const inherited = readlinkSync(`/proc/${primary}/fd/3`).match(/socket:\[(\d+)\]/)?.[1];
+      assert.deepEqual(listenersOn(port), [inherited], err);
+      assert.ok(!err.includes('EADDRINUSE'), err);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r() : child.on('exit', r)));
+    }
+  });
+}

@@ -14,6 +14,7 @@ const instances = require('./instances.js');
 const readiness = require('./readiness.js');
 const watchdog = require('./watchdog.js');
 const { createReload } = require('./reload.js');
+const activation = require('./activation.js');
 
 const { SCHED_NONE, SCHED_RR, SCHED_REUSEPORT, SCHED_STICKY, policyFromEnv, policyName } =
   require('./policies.js');
@@ -38,6 +39,10 @@ cluster.SCHED_NONE = SCHED_NONE;
 cluster.SCHED_RR = SCHED_RR;
 cluster.SCHED_REUSEPORT = SCHED_REUSEPORT;
 cluster.SCHED_STICKY = SCHED_STICKY;
+
+// Sockets passed by a service manager (taken before any fork can copy the
+// environment that announces them).
+const activated = activation.take();
 
 let ids = 0;
 let initialized = false;
@@ -143,6 +148,7 @@ function ensureStarted() {
   started = true;
   native.start(onEvents);
   configureNative();
+  if (activated.length > 0) native.activate(activated);
   // Node writes IPC messages synchronously when it can, so one sent right
   // before exit usually arrives; ours wait on the I/O thread: let it finish.
   process.on('exit', () => {

@@ -426,6 +426,17 @@ pub fn gate(id: u32, open: bool) -> Result<()> {
     })
 }
 
+/// Sockets a service manager passed (socket activation, descriptors by
+/// number): servers bound where one of them is use a copy of it.
+#[napi]
+pub fn activate(fds: Vec<i32>) -> Result<()> {
+    with_primary(|s| {
+        s.primary
+            .command(Command::Activate { fds })
+            .map_err(core_err)
+    })
+}
+
 /// `PR_SET_PDEATHSIG`: this process gets `signal` when its parent dies.
 /// Returns false when the parent (`expected_parent`, `process.ppid` as
 /// JavaScript saw it) is already gone.

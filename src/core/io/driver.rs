@@ -13,6 +13,7 @@
 //! never registered with the reactor.
 
 use crate::core::codec::framing::Serialization;
+use crate::core::io::activation::Activation;
 use crate::core::io::fds::Fds;
 use crate::core::io::open::{neg_errno, open, sockname};
 use crate::core::io::spawn;
@@ -110,6 +111,8 @@ struct Driver {
     pidfds: PidFds,
     launches: Launches,
     flow: Flow,
+    /// Sockets passed by a service manager, used instead of binding.
+    activation: RefCell<Activation>,
     /// Where timer threads send their expiry.
     timers: UnboundedSender<Command>,
     shutdown: Cell<bool>,
@@ -137,6 +140,7 @@ pub fn run(
         pidfds,
         launches,
         flow,
+        activation: RefCell::default(),
         timers,
         shutdown: Cell::new(false),
     });
@@ -247,6 +251,9 @@ impl Driver {
             }
             Command::Timer { timer } => self.input(Input::Timer { timer }),
             Command::Gate { id, open } => self.input(Input::Gate { id, open }),
+            Command::Activate { fds } => {
+                self.activation.borrow_mut().adopt(&fds);
+            }
             Command::Deliver => self.turn_end.notify_one(),
             Command::Shutdown => self.shutdown.set(true),
         }
@@ -383,23 +390,33 @@ impl Driver {
                         let _ = tx.send(Command::Timer { timer });
                     });
             }
-            Output::Open { bind, spec } => match spec {
-                OpenSpec::Js { options } => self.event(Event::Listen { bind, options }),
-                spec => {
-                    let result = open(&spec)
-                        .map(|o| self.opened(o.fd, o.unlink))
-                        .map_err(|e| neg_errno(&e));
-                    self.protocol
-                        .borrow_mut()
-                        .handle(Input::Opened { bind, result });
-                }
-            },
+            Output::Open { bind, spec } => self.open(bind, spec),
             Output::Accept { listener, peer } => self.accept_on(listener, peer),
             Output::StopAccept { listener } => self.fds.borrow_mut().stop_acceptor(listener),
             Output::Close { fd } => {
                 self.fds.borrow_mut().close(fd);
             }
         }
+    }
+
+    /// Opens a server's socket: a passed one (socket activation) if it
+    /// matches, else JavaScript listens (Node's round-robin way) or we bind.
+    fn open(self: &Rc<Self>, bind: u32, spec: OpenSpec) {
+        let passed = self.activation.borrow().find(&spec);
+        let result = match (passed, spec) {
+            (Some(found), _) => found
+                .map(|fd| self.opened(fd, None))
+                .map_err(|e| neg_errno(&e)),
+            (None, OpenSpec::Js { options }) => {
+                return self.event(Event::Listen { bind, options });
+            }
+            (None, spec) => open(&spec)
+                .map(|o| self.opened(o.fd, o.unlink))
+                .map_err(|e| neg_errno(&e)),
+        };
+        self.protocol
+            .borrow_mut()
+            .handle(Input::Opened { bind, result });
     }
 
     /// The end of a turn: write what is pending, then hand JavaScript the

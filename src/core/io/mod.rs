@@ -9,6 +9,7 @@
 //! descriptor tokens, `sockets`/`scm`/`sys` the syscalls, `spawn` the
 //! fork/exec path.
 
+mod activation;
 mod driver;
 mod fds;
 mod open;
@@ -218,6 +219,10 @@ pub enum Command {
     /// JavaScript caught up with a worker whose reading was paused.
     Resume {
         id: u32,
+    },
+    /// Sockets a service manager passed (socket activation), by number.
+    Activate {
+        fds: Vec<i32>,
     },
     /// Whether a worker gets new connections (closed while it drains, is
     /// not yet ready, or is unresponsive).

@@ -51,6 +51,16 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     )?)
 }
 
+/// Sets `FD_CLOEXEC`: the descriptor is not inherited by spawned workers.
+pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    let fd = borrow_fd(fd)?;
+    let flags = rustix::io::fcntl_getfd(fd)?;
+    Ok(rustix::io::fcntl_setfd(
+        fd,
+        flags | rustix::io::FdFlags::CLOEXEC,
+    )?)
+}
+
 pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
     let fd = borrow_fd(fd)?;
     let flags = rustix::fs::fcntl_getfl(fd)?;
