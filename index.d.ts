@@ -56,6 +56,9 @@ interface Worker extends EventEmitter {
   addListener(event: 'listening', listener: (address: cluster.Address) => void): this;
   addListener(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
   addListener(event: 'online', listener: () => void): this;
+  addListener(event: 'ready', listener: () => void): this;
+  addListener(event: 'unresponsive', listener: (silentMs: number) => void): this;
+  addListener(event: 'responsive', listener: () => void): this;
   emit(event: string | symbol, ...args: any[]): boolean;
   emit(event: 'disconnect'): boolean;
   emit(event: 'error', error: Error): boolean;
@@ -63,6 +66,9 @@ interface Worker extends EventEmitter {
   emit(event: 'listening', address: cluster.Address): boolean;
   emit(event: 'message', message: any, handle: net.Socket | net.Server): boolean;
   emit(event: 'online'): boolean;
+  emit(event: 'ready'): boolean;
+  emit(event: 'unresponsive', silentMs: number): boolean;
+  emit(event: 'responsive'): boolean;
   on(event: string, listener: (...args: any[]) => void): this;
   on(event: 'disconnect', listener: () => void): this;
   on(event: 'error', listener: (error: Error) => void): this;
@@ -70,6 +76,9 @@ interface Worker extends EventEmitter {
   on(event: 'listening', listener: (address: cluster.Address) => void): this;
   on(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
   on(event: 'online', listener: () => void): this;
+  on(event: 'ready', listener: () => void): this;
+  on(event: 'unresponsive', listener: (silentMs: number) => void): this;
+  on(event: 'responsive', listener: () => void): this;
   once(event: string, listener: (...args: any[]) => void): this;
   once(event: 'disconnect', listener: () => void): this;
   once(event: 'error', listener: (error: Error) => void): this;
@@ -77,6 +86,9 @@ interface Worker extends EventEmitter {
   once(event: 'listening', listener: (address: cluster.Address) => void): this;
   once(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
   once(event: 'online', listener: () => void): this;
+  once(event: 'ready', listener: () => void): this;
+  once(event: 'unresponsive', listener: (silentMs: number) => void): this;
+  once(event: 'responsive', listener: () => void): this;
   prependListener(event: string, listener: (...args: any[]) => void): this;
   prependListener(event: 'disconnect', listener: () => void): this;
   prependListener(event: 'error', listener: (error: Error) => void): this;
@@ -84,6 +96,9 @@ interface Worker extends EventEmitter {
   prependListener(event: 'listening', listener: (address: cluster.Address) => void): this;
   prependListener(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
   prependListener(event: 'online', listener: () => void): this;
+  prependListener(event: 'ready', listener: () => void): this;
+  prependListener(event: 'unresponsive', listener: (silentMs: number) => void): this;
+  prependListener(event: 'responsive', listener: () => void): this;
   prependOnceListener(event: string, listener: (...args: any[]) => void): this;
   prependOnceListener(event: 'disconnect', listener: () => void): this;
   prependOnceListener(event: 'error', listener: (error: Error) => void): this;
@@ -91,6 +106,9 @@ interface Worker extends EventEmitter {
   prependOnceListener(event: 'listening', listener: (address: cluster.Address) => void): this;
   prependOnceListener(event: 'message', listener: (message: any, handle: net.Socket | net.Server) => void): this;
   prependOnceListener(event: 'online', listener: () => void): this;
+  prependOnceListener(event: 'ready', listener: () => void): this;
+  prependOnceListener(event: 'unresponsive', listener: (silentMs: number) => void): this;
+  prependOnceListener(event: 'responsive', listener: () => void): this;
 }
 
 type WorkerInstance = Worker;
@@ -128,6 +146,51 @@ declare namespace cluster {
      * at once, as node:cluster does. @default 0
      */
     listenGrace?: number | undefined;
+    /**
+     * native-cluster: a worker is ready (`'ready'`) when it calls
+     * `process.send('ready')`, and until then gets no connections where the
+     * primary accepts them (PM2's `wait_ready`). Without it, a worker is
+     * ready once it listens (a reload's replacement: on as many servers as
+     * its predecessor). @default false
+     */
+    waitReady?: boolean | undefined;
+    /**
+     * native-cluster: the watchdog. Each worker beats from its own event loop
+     * every `heartbeatTimeout / 4` ms; one silent for longer is
+     * `'unresponsive'` and gets no new connections until it beats again
+     * (`'responsive'`). @default undefined (no watchdog)
+     */
+    heartbeatTimeout?: number | undefined;
+  }
+
+  /** native-cluster: options of `cluster.reload()`. */
+  interface ReloadOptions {
+    /** Workers replaced at the same time. @default 1 */
+    concurrency?: number | undefined;
+    /** Milliseconds a replacement gets to be ready before the reload fails. @default 30000 */
+    readyTimeout?: number | undefined;
+    /** Milliseconds a drained old worker gets to exit before SIGKILL. @default 5000 */
+    killTimeout?: number | undefined;
+    /** Only these workers. @default every connected worker */
+    workers?: Worker[] | undefined;
+  }
+
+  /** native-cluster: what `cluster.reload()` replaced. */
+  interface ReloadResult {
+    replaced: Array<{ old: number; new: number; oldPid: number; newPid: number }>;
+    /** How long the reload took. */
+    ms: number;
+  }
+
+  /**
+   * native-cluster: how `cluster.reload()` rejects: `ERR_CLUSTER_WORKER_EXITED`
+   * (a replacement exited before it was ready) or `ERR_CLUSTER_READY_TIMEOUT`,
+   * with what was replaced before.
+   */
+  interface ReloadError extends Error {
+    code: string;
+    replaced: ReloadResult['replaced'];
+    ms: number;
   }
 
   interface Address {
@@ -168,6 +231,15 @@ declare namespace cluster {
     setupMaster(settings?: ClusterSettings): void;
     /** Changes the default `fork` behaviour; applies to workers forked afterwards. */
     setupPrimary(settings?: ClusterSettings): void;
+    /**
+     * native-cluster: replaces the workers without downtime, one at a time
+     * (`concurrency`): each replacement is forked first (same fork env and
+     * NODE_APP_INSTANCE), and once it is ready the old worker gets no new
+     * connections, is disconnected, and killed after `killTimeout`. Rejects
+     * with a {@link ReloadError} when a replacement exits or is not ready in
+     * time; the workers not yet replaced keep serving.
+     */
+    reload(options?: ReloadOptions): Promise<ReloadResult>;
     /** The current worker object (in a worker). */
     readonly worker?: Worker;
     /** The active workers by id (in the primary). */
@@ -196,6 +268,9 @@ declare namespace cluster {
     addListener(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
     addListener(event: 'message', listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void): this;
     addListener(event: 'online', listener: (worker: Worker) => void): this;
+    addListener(event: 'ready', listener: (worker: Worker) => void): this;
+    addListener(event: 'unresponsive', listener: (worker: Worker, silentMs: number) => void): this;
+    addListener(event: 'responsive', listener: (worker: Worker) => void): this;
     addListener(event: 'setup', listener: (settings: ClusterSettings) => void): this;
     emit(event: string | symbol, ...args: any[]): boolean;
     emit(event: 'disconnect', worker: Worker): boolean;
@@ -204,6 +279,9 @@ declare namespace cluster {
     emit(event: 'listening', worker: Worker, address: Address): boolean;
     emit(event: 'message', worker: Worker, message: any, handle: net.Socket | net.Server): boolean;
     emit(event: 'online', worker: Worker): boolean;
+    emit(event: 'ready', worker: Worker): boolean;
+    emit(event: 'unresponsive', worker: Worker, silentMs: number): boolean;
+    emit(event: 'responsive', worker: Worker): boolean;
     emit(event: 'setup', settings: ClusterSettings): boolean;
     on(event: string, listener: (...args: any[]) => void): this;
     on(event: 'disconnect', listener: (worker: Worker) => void): this;
@@ -212,6 +290,9 @@ declare namespace cluster {
     on(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
     on(event: 'message', listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void): this;
     on(event: 'online', listener: (worker: Worker) => void): this;
+    on(event: 'ready', listener: (worker: Worker) => void): this;
+    on(event: 'unresponsive', listener: (worker: Worker, silentMs: number) => void): this;
+    on(event: 'responsive', listener: (worker: Worker) => void): this;
     on(event: 'setup', listener: (settings: ClusterSettings) => void): this;
     once(event: string, listener: (...args: any[]) => void): this;
     once(event: 'disconnect', listener: (worker: Worker) => void): this;
@@ -220,6 +301,9 @@ declare namespace cluster {
     once(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
     once(event: 'message', listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void): this;
     once(event: 'online', listener: (worker: Worker) => void): this;
+    once(event: 'ready', listener: (worker: Worker) => void): this;
+    once(event: 'unresponsive', listener: (worker: Worker, silentMs: number) => void): this;
+    once(event: 'responsive', listener: (worker: Worker) => void): this;
     once(event: 'setup', listener: (settings: ClusterSettings) => void): this;
     prependListener(event: string, listener: (...args: any[]) => void): this;
     prependListener(event: 'disconnect', listener: (worker: Worker) => void): this;
@@ -228,6 +312,9 @@ declare namespace cluster {
     prependListener(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
     prependListener(event: 'message', listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void): this;
     prependListener(event: 'online', listener: (worker: Worker) => void): this;
+    prependListener(event: 'ready', listener: (worker: Worker) => void): this;
+    prependListener(event: 'unresponsive', listener: (worker: Worker, silentMs: number) => void): this;
+    prependListener(event: 'responsive', listener: (worker: Worker) => void): this;
     prependListener(event: 'setup', listener: (settings: ClusterSettings) => void): this;
     prependOnceListener(event: string, listener: (...args: any[]) => void): this;
     prependOnceListener(event: 'disconnect', listener: (worker: Worker) => void): this;
@@ -236,6 +323,9 @@ declare namespace cluster {
     prependOnceListener(event: 'listening', listener: (worker: Worker, address: Address) => void): this;
     prependOnceListener(event: 'message', listener: (worker: Worker, message: any, handle: net.Socket | net.Server) => void): this;
     prependOnceListener(event: 'online', listener: (worker: Worker) => void): this;
+    prependOnceListener(event: 'ready', listener: (worker: Worker) => void): this;
+    prependOnceListener(event: 'unresponsive', listener: (worker: Worker, silentMs: number) => void): this;
+    prependOnceListener(event: 'responsive', listener: (worker: Worker) => void): this;
     prependOnceListener(event: 'setup', listener: (settings: ClusterSettings) => void): this;
   }
 }

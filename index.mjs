@@ -12,6 +12,7 @@ export const {
   isMaster,
   isPrimary,
   isWorker,
+  reload,
   schedulingPolicy,
   settings,
   setupMaster,

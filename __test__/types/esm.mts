@@ -1,7 +1,8 @@
 // ES module usage (module: nodenext): default, named and namespace imports.
 import cluster from 'native-cluster';
 import { fork, isPrimary, isWorker, setupPrimary, workers, worker, SCHED_RR, SCHED_NONE, SCHED_REUSEPORT, SCHED_STICKY, Worker } from 'native-cluster';
-import type { Address, Cluster, ClusterSettings } from 'native-cluster';
+import type { Address, Cluster, ClusterSettings, ReloadError, ReloadResult } from 'native-cluster';
+import { reload } from 'native-cluster';
 import * as ns from 'native-cluster';
 import 'native-cluster/register';
 import http from 'node:http';
@@ -35,6 +36,17 @@ if (isPrimary && cluster.isPrimary && !isWorker) {
     void key;
   }
   cluster.disconnect(() => {});
+  // The supervisor: readiness, watchdog, reload.
+  cluster.setupPrimary({ waitReady: true, heartbeatTimeout: 2000, listenGrace: 3000 });
+  w.on('ready', () => {});
+  w.on('unresponsive', (silentMs: number) => void silentMs);
+  cluster.on('ready', (rw: Worker) => void rw.id);
+  cluster.on('unresponsive', (uw: Worker, silentMs: number) => void [uw.id, silentMs]);
+  cluster.on('responsive', (rw) => void rw.id);
+  cluster.reload({ concurrency: 2, readyTimeout: 10000, killTimeout: 5000, workers: [w] })
+    .then((r: ReloadResult) => r.replaced.map((x) => [x.old, x.new, x.oldPid, x.newPid, r.ms]))
+    .catch((err: ReloadError) => void [err.code, err.replaced.length]);
+  void reload();
   const isWorkerInstance: boolean = w instanceof cluster.Worker && w instanceof Worker;
   const sameCluster: Cluster = ns.default;
   void [id, pid, isWorkerInstance, sameCluster, policies];
@@ -50,6 +62,10 @@ cluster.isPrimary = false;
 const notAString: string = cluster.fork();
 // @ts-expect-error no such setting
 cluster.setupPrimary({ execPath: '/bin/node' });
+// @ts-expect-error waitReady is a boolean
+cluster.setupPrimary({ waitReady: 'yes' });
+// @ts-expect-error no such reload option
+void cluster.reload({ parallel: 2 });
 // @ts-expect-error no such export
 import { spawn } from 'native-cluster';
 void [notAString, spawn];
