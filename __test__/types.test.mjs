@@ -23,7 +23,7 @@ try {
 const skip = tsc ? false : 'typescript and @types/node are not installed (npm install): type tests skipped';
 
 for (const config of ['tsconfig.json', 'tsconfig.commonjs.json', 'tsconfig.bundler.json']) {
-  test(`tsc --noEmit -p __test__/types/${config}`, { skip, timeout: 20000 }, async () => {
+  test(`tsc --noEmit -p __test__/types/${config}`, { skip, timeout: 60000 }, async () => {
     const result = await new Promise((resolve) => {
       execFile(process.execPath, [tsc, '--noEmit', '-p', path.join(here, 'types', config)],
         { cwd: path.join(here, '..') },
