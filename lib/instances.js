@@ -7,6 +7,7 @@
 // with NODE_APP_INSTANCE set keeps it.
 
 const slots = new Map(); // worker id -> slot
+const forks = new Map(); // slot -> workers forked into it
 
 function assign(id, env) {
   const given = env == null ? undefined : env.NODE_APP_INSTANCE;
@@ -19,7 +20,13 @@ function assign(id, env) {
     while (taken.has(slot)) slot++;
   }
   slots.set(id, slot);
+  forks.set(slot, (forks.get(slot) || 0) + 1);
   return slot;
+}
+
+// How many times the slot's worker was replaced (restarts and reloads).
+function restarts(slot) {
+  return Math.max(0, (forks.get(slot) || 0) - 1);
 }
 
 function release(id) {
@@ -30,4 +37,4 @@ function of(id) {
   return slots.get(id);
 }
 
-module.exports = { assign, release, of };
+module.exports = { assign, release, of, restarts };

@@ -15,6 +15,7 @@ const readiness = require('./readiness.js');
 const watchdog = require('./watchdog.js');
 const { createReload } = require('./reload.js');
 const activation = require('./activation.js');
+const statistics = require('./stats.js');
 
 const { SCHED_NONE, SCHED_RR, SCHED_REUSEPORT, SCHED_STICKY, policyFromEnv, policyName } =
   require('./policies.js');
@@ -270,6 +271,7 @@ function forkWorker(env, predecessor) {
   const worker = new Worker({ id, process: workerProcess });
   workerProcess._worker = worker;
   worker._forkEnv = env;
+  statistics.forked(worker);
 
   worker.on('message', function onMessage(message, handle) {
     cluster.emit('message', this, message, handle);
@@ -306,6 +308,16 @@ function forkWorker(env, predecessor) {
 }
 
 cluster.reload = createReload(cluster, forkWorker);
+
+// Our additions: the primary's and every live worker's figures, as an
+// object and in Prometheus text format.
+cluster.stats = function stats() {
+  return statistics.stats(cluster, started);
+};
+
+cluster.metrics = function metrics() {
+  return statistics.metrics(statistics.stats(cluster, started));
+};
 
 function emitForkNT(worker) {
   cluster.emit('fork', worker);

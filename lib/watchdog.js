@@ -41,7 +41,7 @@ function watch(cluster, worker, timeout) {
     s.since = Date.now();
     s.beat = {
       at: s.since,
-      eventLoopDelay: Number(message.delay) || 0,
+      eventLoopDelay: { p50: Number(message.p50) || 0, p99: Number(message.p99) || 0, max: Number(message.max) || 0 },
       rss: Number(message.rss) || 0,
       heapUsed: Number(message.heapUsed) || 0,
       heapTotal: Number(message.heapTotal) || 0,
@@ -83,8 +83,8 @@ function check(cluster) {
   }
 }
 
-// The worker's last heartbeat ({ at, eventLoopDelay, rss, heapUsed,
-// heapTotal }), or null.
+// The worker's last heartbeat ({ at, eventLoopDelay: { p50, p99, max } in
+// ms since the beat before, rss, heapUsed, heapTotal }), or null.
 function lastBeat(worker) {
   return watched.get(worker)?.beat || null;
 }

@@ -2,6 +2,8 @@
 //! cluster logic. Events reach JavaScript through one weak thread-safe
 //! function, in batches; JavaScript refs it while workers are alive.
 
+mod stats;
+
 use crate::core::codec::framing::Serialization;
 use crate::core::io::spawn::{SpawnSpec, StdioSlot};
 use crate::core::io::Command;

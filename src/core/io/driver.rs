@@ -17,7 +17,9 @@ use crate::core::io::activation::Activation;
 use crate::core::io::fds::Fds;
 use crate::core::io::open::{neg_errno, open, sockname};
 use crate::core::io::spawn;
-use crate::core::io::{scm, sockets, sys, Command, Flow, Launches, PidFds, Sink};
+use crate::core::io::{
+    procfs, scm, sockets, sys, Command, Flow, Launches, PidFds, Sink, StatsReport, WorkerReport,
+};
 use crate::core::protocol::event::{Event, ExitStatus};
 use crate::core::protocol::fd::FdId;
 use crate::core::protocol::{Input, OpenSpec, Opened, Output, Protocol};
@@ -111,6 +113,8 @@ struct Driver {
     pidfds: PidFds,
     launches: Launches,
     flow: Flow,
+    /// Each live worker's pid, for its `/proc` figures.
+    pids: RefCell<HashMap<u32, i32>>,
     /// Sockets passed by a service manager, used instead of binding.
     activation: RefCell<Activation>,
     /// Where timer threads send their expiry.
@@ -141,6 +145,7 @@ pub fn run(
         launches,
         flow,
         activation: RefCell::default(),
+        pids: RefCell::default(),
         timers,
         shutdown: Cell::new(false),
     });
@@ -251,11 +256,37 @@ impl Driver {
             }
             Command::Timer { timer } => self.input(Input::Timer { timer }),
             Command::Gate { id, open } => self.input(Input::Gate { id, open }),
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
             Command::Activate { fds } => {
                 self.activation.borrow_mut().adopt(&fds);
             }
             Command::Deliver => self.turn_end.notify_one(),
             Command::Shutdown => self.shutdown.set(true),
+        }
+    }
+
+    /// The protocol's counters with each worker's `/proc` figures.
+    fn stats(&self) -> StatsReport {
+        let pids = self.pids.borrow();
+        let workers = self
+            .protocol
+            .borrow()
+            .counters()
+            .into_iter()
+            .map(|counters| {
+                let pid = pids.get(&counters.id).copied();
+                WorkerReport {
+                    usage: pid.and_then(|p| procfs::usage(Some(p))),
+                    pid,
+                    counters,
+                }
+            })
+            .collect();
+        StatsReport {
+            primary: procfs::usage(None),
+            workers,
         }
     }
 
@@ -299,6 +330,7 @@ impl Driver {
             tasks: RefCell::default(),
         });
         self.workers.borrow_mut().insert(id, w.clone());
+        self.pids.borrow_mut().insert(id, pid);
         self.input(Input::Adopted {
             id,
             serialization: ser,
@@ -630,6 +662,7 @@ impl Driver {
         if let Ok(mut map) = self.pidfds.lock() {
             map.remove(&id);
         }
+        self.pids.borrow_mut().remove(&id);
         // Everything the worker wrote before dying is already in the socket:
         // deliver it, then the disconnect, then the exit.
         let w = self.workers.borrow_mut().remove(&id);

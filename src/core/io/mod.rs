@@ -13,6 +13,7 @@ mod activation;
 mod driver;
 mod fds;
 mod open;
+pub mod procfs;
 pub mod scm;
 pub mod sockets;
 pub mod spawn;
@@ -21,6 +22,7 @@ pub mod sys;
 use crate::core::codec::framing::Serialization;
 use crate::core::protocol::backlog::Backlog;
 use crate::core::protocol::balance::Policy;
+use crate::core::protocol::counters::WorkerCounters;
 use crate::core::protocol::event::Event;
 use spawn::{ChildEnds, Prepared, SpawnError, SpawnSpec};
 use std::collections::HashMap;
@@ -29,6 +31,21 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc::UnboundedSender;
+
+/// What `cluster.stats()` asks of the core.
+#[derive(Debug)]
+pub struct StatsReport {
+    pub primary: Option<procfs::Usage>,
+    pub workers: Vec<WorkerReport>,
+}
+
+#[derive(Debug)]
+pub struct WorkerReport {
+    pub counters: WorkerCounters,
+    pub pid: Option<i32>,
+    /// `None` once the process is gone (or before it started).
+    pub usage: Option<procfs::Usage>,
+}
 
 /// Receives each batch of events, on the I/O thread.
 pub type Sink = Box<dyn FnMut(Vec<Event<OwnedFd>>) + Send>;
@@ -220,6 +237,8 @@ pub enum Command {
     Resume {
         id: u32,
     },
+    /// Counters and `/proc` readings of the primary and every worker.
+    Stats(crossbeam_channel::Sender<StatsReport>),
     /// Sockets a service manager passed (socket activation), by number.
     Activate {
         fds: Vec<i32>,
@@ -343,6 +362,14 @@ impl Primary {
             callback,
         })?;
         Ok(queued)
+    }
+
+    /// The primary's and the workers' figures, gathered on the I/O thread
+    /// (at most `timeout`).
+    pub fn stats(&self, timeout: std::time::Duration) -> Result<StatsReport, CoreError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.command(Command::Stats(tx))?;
+        rx.recv_timeout(timeout).map_err(|_| CoreError::Stopped)
     }
 
     /// Waits (at most `timeout`) until the I/O thread has written every

@@ -94,6 +94,7 @@ impl Protocol {
         let json = ser == Serialization::Json;
         if json && !json::is_self_contained(&payload) {
             // Not batchable: JavaScript decodes it alone and reports it.
+            self.count(id, |c| c.messages_in += 1);
             self.event(Event::Message {
                 id,
                 payload,
@@ -134,6 +135,7 @@ impl Protocol {
         self.send_handle_reply(id, "NODE_HANDLE_ACK");
         let handle_type = msg.get("type").and_then(Value::as_str).map(str::to_string);
         // A received descriptor has no other holder, so it can always go.
+        self.count(id, |c| c.messages_in += 1);
         self.event(Event::Message {
             id,
             payload,

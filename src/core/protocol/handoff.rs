@@ -160,7 +160,9 @@ impl Protocol {
 
     pub(crate) fn on_newconn_reply(&mut self, inflight: InFlightConn, accepted: bool) {
         let InFlightConn { key, worker, conn } = inflight;
-        if !accepted {
+        if accepted {
+            self.count(worker, |c| c.connections += 1);
+        } else {
             self.redistribute(&key, conn, Some(worker));
         }
         self.handoff(&key, worker);

@@ -18,6 +18,7 @@
 mod acts;
 pub mod backlog;
 pub mod balance;
+pub mod counters;
 pub mod event;
 pub mod fd;
 mod gate;
@@ -251,6 +252,7 @@ impl Protocol {
             } => {
                 let fd = fd.map(|f| self.own(f));
                 if self.workers.get(&id).is_some_and(|w| w.open) {
+                    self.count(id, |c| c.messages_out += 1);
                     self.push_frame(id, Frame::from_js(frame, fd, callback), false);
                 } else if callback {
                     // Node calls it even when the write never happens.
@@ -353,6 +355,7 @@ impl Protocol {
     /// A plain user message, batched with the previous event when that is a
     /// batch from the same worker.
     pub(crate) fn message(&mut self, id: u32, json: bool, payload: &[u8]) {
+        self.count(id, |c| c.messages_in += 1);
         let last = match self.outputs.back_mut() {
             Some(Output::Event(e)) => Some(e),
             _ => None,

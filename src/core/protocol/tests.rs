@@ -846,6 +846,32 @@ fn reuseport_gives_each_worker_its_own_socket_and_serves_a_leavers_queue() {
 }
 
 #[test]
+fn counters_follow_connections_and_messages() {
+    let mut sim = Sim::new();
+    let listener = rr_server(&mut sim, &[1, 2]);
+    for _ in 0..3 {
+        sim.accept(listener, None);
+    }
+    answer_newconn(&mut sim, 1, true);
+    // Worker 2 refuses its first: it goes back to worker 1, still in flight.
+    answer_newconn(&mut sim, 2, false);
+    sim.send_json(1, r#"{"hello":1}"#);
+    sim.send_json(1, r#"{"hello":2}"#);
+    sim.input(Input::Send {
+        id: 2,
+        frame: b"{\"to\":2}\n".to_vec(),
+        fd: None,
+        callback: false,
+    });
+    let c = sim.p.counters();
+    assert_eq!(c.iter().map(|w| w.id).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!((c[0].counters.connections, c[0].in_flight), (1, 1));
+    assert_eq!((c[1].counters.connections, c[1].in_flight), (0, 1));
+    assert_eq!(c[0].counters.messages_in, 2);
+    assert_eq!(c[1].counters.messages_out, 1);
+}
+
+#[test]
 fn a_gated_worker_gets_no_new_connection_until_opened() {
     let mut sim = Sim::new();
     let listener = rr_server(&mut sim, &[1, 2]);

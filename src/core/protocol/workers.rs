@@ -3,6 +3,7 @@
 //! outbox, and where it is in its life.
 
 use crate::core::codec::framing::{FrameDecoder, Serialization};
+use crate::core::protocol::counters::Counters;
 use crate::core::protocol::fd::Handle;
 use crate::core::protocol::outbox::Outbox;
 use std::collections::VecDeque;
@@ -27,6 +28,7 @@ pub struct WorkerState {
     /// JavaScript closed its gate: it gets no new connections (see
     /// [`crate::core::protocol::gate`]).
     pub gated: bool,
+    pub counters: Counters,
 }
 
 impl WorkerState {
@@ -42,6 +44,7 @@ impl WorkerState {
             closing: false,
             transmit_asked: false,
             gated: false,
+            counters: Counters::default(),
         }
     }
 
