@@ -2,7 +2,7 @@
 //! cluster logic. Events reach JavaScript through one weak thread-safe
 //! function, in batches; JavaScript refs it while workers are alive.
 
-mod stats;
+pub mod stats;
 
 use crate::core::codec::framing::Serialization;
 use crate::core::io::spawn::{SpawnSpec, StdioSlot};
