@@ -182,6 +182,47 @@ declare namespace cluster {
     ms: number;
   }
 
+  /** native-cluster: one live worker in `cluster.stats()`. Times in ms, memory in bytes. */
+  interface WorkerStats {
+    id: number;
+    pid: number | undefined;
+    state: string;
+    /** NODE_APP_INSTANCE. */
+    slot: number | null;
+    uptime: number;
+    /** Times its slot got a new worker (restarts and reloads). */
+    restarts: number;
+    ready: boolean;
+    unresponsive: boolean;
+    /** Connections the primary handed to it: accepted, and not yet answered. */
+    connections: { accepted: number; inFlight: number };
+    /** Messages from it (`received`) and to it (`sent`). */
+    messages: { received: number; sent: number };
+    /** CPU time from /proc; null once it is gone. */
+    cpu: { user: number; system: number } | null;
+    rss: number | null;
+    /** With `heartbeatTimeout`: its last beat (event-loop delay since the beat before). */
+    heartbeat: {
+      sinceLastBeat: number;
+      eventLoopDelay: { p50: number; p99: number; max: number };
+      heapUsed: number;
+      heapTotal: number;
+    } | null;
+  }
+
+  /** native-cluster: what `cluster.stats()` returns. */
+  interface ClusterStats {
+    primary: {
+      pid: number;
+      uptime: number;
+      rss: number;
+      cpu: { user: number; system: number };
+      /** 'rr', 'none', 'reuseport' or 'sticky'. */
+      policy: string;
+    };
+    workers: WorkerStats[];
+  }
+
   /**
    * native-cluster: how `cluster.reload()` rejects: `ERR_CLUSTER_WORKER_EXITED`
    * (a replacement exited before it was ready) or `ERR_CLUSTER_READY_TIMEOUT`,
@@ -240,6 +281,14 @@ declare namespace cluster {
      * time; the workers not yet replaced keep serving.
      */
     reload(options?: ReloadOptions): Promise<ReloadResult>;
+    /**
+     * native-cluster: the primary and every live worker — connections and
+     * messages counted by the core, CPU and memory from /proc, heartbeat
+     * figures. About 0.2 ms a call.
+     */
+    stats(): ClusterStats;
+    /** native-cluster: `stats()` in Prometheus text format (names under `native_cluster_`). */
+    metrics(): string;
     /** The current worker object (in a worker). */
     readonly worker?: Worker;
     /** The active workers by id (in the primary). */

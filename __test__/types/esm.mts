@@ -1,7 +1,7 @@
 // ES module usage (module: nodenext): default, named and namespace imports.
 import cluster from 'native-cluster';
 import { fork, isPrimary, isWorker, setupPrimary, workers, worker, SCHED_RR, SCHED_NONE, SCHED_REUSEPORT, SCHED_STICKY, Worker } from 'native-cluster';
-import type { Address, Cluster, ClusterSettings, ReloadError, ReloadResult } from 'native-cluster';
+import type { Address, Cluster, ClusterSettings, ClusterStats, ReloadError, ReloadResult, WorkerStats } from 'native-cluster';
 import { reload } from 'native-cluster';
 import * as ns from 'native-cluster';
 import 'native-cluster/register';
@@ -47,6 +47,10 @@ if (isPrimary && cluster.isPrimary && !isWorker) {
     .then((r: ReloadResult) => r.replaced.map((x) => [x.old, x.new, x.oldPid, x.newPid, r.ms]))
     .catch((err: ReloadError) => void [err.code, err.replaced.length]);
   void reload();
+  const st: ClusterStats = cluster.stats();
+  const perWorker: number[] = st.workers.map((ws: WorkerStats) => ws.connections.accepted + (ws.heartbeat?.eventLoopDelay.p99 ?? 0));
+  const text: string = cluster.metrics();
+  void [perWorker, text, st.primary.policy];
   const isWorkerInstance: boolean = w instanceof cluster.Worker && w instanceof Worker;
   const sameCluster: Cluster = ns.default;
   void [id, pid, isWorkerInstance, sameCluster, policies];
