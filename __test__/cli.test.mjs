@@ -6,8 +6,9 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
-import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { execFile as execFileCb, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -451,3 +452,125 @@ for (const policy of ['rr', 'none', 'reuseport']) {
     }
   });
 }
+
+// Runs a sub-command of the CLI; resolves with its exit code and output.
+function command(args, env = {}) {
+  return new Promise((resolve) => {
+    execFileCb(process.execPath, [cli, ...args], { env: { ...process.env, ...env } }, (error, stdout, stderr) =>
+      resolve({ code: error ? error.code : 0, stdout, stderr }));
+  });
+}
+
+test('control socket: status, reload under load, scale, garbage, another user, stop; --pidfile and --metrics', async () => {
+  const port = await freePort();
+  const metricsPort = await freePort();
+  const runtime = mkdtempSync(path.join(os.tmpdir(), 'nc-runtime-'));
+  const env = { XDG_RUNTIME_DIR: runtime };
+  const pidfile = path.join(runtime, 'app.pid');
+  const name = `t${process.pid}`;
+  const r = start(['-i', '2', '--name', name, '--pidfile', pidfile, '--metrics', String(metricsPort), 'server.js'],
+    { env: { PORT: port, ...env } });
+  try {
+    await r.waitFor(/listening on/, 2);
+    await r.waitFor(/control socket/);
+    assert.equal(readFileSync(pidfile, 'utf8'), `${r.child.pid}\n`);
+    const sock = path.join(runtime, 'native-cluster', `${name}.sock`);
+    assert.equal(statSync(sock).mode & 0o777, 0o600);
+
+    let status = await command(['status', '--name', name, '--json'], env);
+    assert.equal(status.code, 0, status.stderr);
+    let s = JSON.parse(status.stdout);
+    assert.equal(s.workers.length, 2);
+    assert.deepEqual(s.workers.map((w) => w.slot).sort(), [0, 1]);
+    const table = await command(['status'], env);
+    assert.match(table.stdout, /id\s+pid\s+slot\s+state\s+uptime\s+restarts\s+cpu\s+memory\s+connections/);
+
+    // A second cluster under the same name is refused.
+    const twin = start(['-i', '1', '--name', name, 'server.js'], { env: { PORT: await freePort(), ...env } });
+    assert.equal((await twin.exit).code, 1);
+    assert.match(twin.err, /a cluster named .* is running/);
+
+    // reload under load: no failed request, new pids.
+    const before = s.workers.map((w) => w.pid);
+    let stop = false;
+    let ok = 0;
+    const errors = [];
+    const loop = async () => {
+      while (!stop) {
+        try { await get(port); ok++; } catch (err) { errors.push(err.code || err.message); }
+      }
+    };
+    const loops = Array.from({ length: 4 }, loop);
+    while (ok < 20) await sleep(10);
+    const reload = await command(['reload', '--name', name], env);
+    stop = true;
+    await Promise.all(loops);
+    assert.equal(reload.code, 0, reload.stderr);
+    assert.match(reload.stdout, /2 workers replaced/);
+    assert.deepEqual(errors, []);
+    s = JSON.parse((await command(['status', '--json'], env)).stdout);
+    assert.ok(s.workers.every((w) => !before.includes(w.pid)), JSON.stringify(s.workers));
+
+    // Metrics over HTTP, with every worker.
+    const text = await new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: metricsPort, path: '/metrics' }, (res) => {
+        let body = '';
+        res.on('data', (d) => { body += d; });
+        res.on('end', () => resolve(body));
+      }).on('error', reject);
+    });
+    assert.equal((text.match(/^native_cluster_worker_up\{/mg) || []).length, 2);
+
+    // scale 3, then 1.
+    assert.equal((await command(['scale', '3', '--name', name], env)).code, 0);
+    await r.waitFor(/listening on/, 5);
+    assert.equal(JSON.parse((await command(['status', '--json'], env)).stdout).workers.length, 3);
+    assert.equal((await command(['scale', '1', '--name', name], env)).code, 0);
+    let count = 3;
+    for (let i = 0; i < 100 && count !== 1; i++) {
+      await sleep(50);
+      count = JSON.parse((await command(['status', '--json'], env)).stdout).workers.length;
+    }
+    assert.equal(count, 1);
+
+    // Garbage gets an error reply; the cluster keeps serving.
+    const garbage = await new Promise((resolve) => {
+      const c = net.connect(sock, () => c.write('{"cmd": nope\n'));
+      let body = '';
+      c.on('data', (d) => { body += d; });
+      c.on('end', () => resolve(body));
+    });
+    assert.deepEqual(JSON.parse(garbage), { ok: false, error: 'malformed request: not JSON' });
+    assert.equal((await command(['scale', '0', '--name', name], env)).code, 1);
+    assert.ok((await get(port)).pid);
+
+    // Another user: the socket's mode refuses them; with the mode opened
+    // up, the peer check does.
+    const asNobody = (file) => new Promise((resolve) => {
+      const child = spawn(process.execPath, ['-e', `
+        const c = require('node:net').connect(${JSON.stringify(file)}, () => c.write('{"cmd":"stop"}\\n'));
+        let b = ''; c.on('data', (d) => { b += d; }); c.on('end', () => console.log(b.trim()));
+        c.on('error', (e) => console.log(e.code));`], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; });
+      child.on('close', () => resolve(out.trim()));
+    });
+    if (process.getuid() === 0) {
+      assert.equal(await asNobody(sock), 'EACCES');
+      chmodSync(runtime, 0o755);
+      chmodSync(path.dirname(sock), 0o755);
+      chmodSync(sock, 0o666);
+      assert.deepEqual(JSON.parse(await asNobody(sock)), { ok: false, error: 'permission denied: another user' });
+    }
+    assert.ok((await get(port)).pid);
+
+    const stopped = await command(['stop', '--name', name], env);
+    assert.equal(stopped.code, 0);
+    assert.equal((await r.exit).code, 0);
+    assert.equal(existsSync(sock), false);
+    assert.equal(existsSync(pidfile), false);
+  } finally {
+    await r.cleanup();
+    rmSync(runtime, { recursive: true, force: true });
+  }
+});

@@ -5,6 +5,7 @@
 // SIGTERM, replaces workers one at a time on SIGHUP.
 
 const fs = require('node:fs');
+const control = require('../lib/control.js');
 const path = require('node:path');
 const os = require('node:os');
 
@@ -22,6 +23,8 @@ const BACKOFF_MAX = 15000;
 
 const HELP = `Usage: native-cluster [options] <app> [options] [-- app args...]
        native-cluster [options] -- <app> [app args...]
+       native-cluster status|reload|stop [--name <name>] [--json]
+       native-cluster scale <n> [--name <name>]
 
 Runs <app>, an unmodified Node.js server script (CommonJS or ES module), on
 N worker processes that share its ports; native-cluster's native primary
@@ -61,6 +64,13 @@ Options:
                             --restart-window: stop every worker and exit 1
                             with the reason (default: restart for ever)
       --restart-window <ms> the window of --max-restarts (default ${DEFAULT_RESTART_WINDOW})
+      --name <name>         open a control socket under this name, for the
+                            status, reload, scale and stop commands
+      --metrics <[host:]port>
+                            serve cluster.metrics() (Prometheus text) at
+                            http://host:port/metrics (host 127.0.0.1 unless
+                            given); served by the primary's JavaScript
+      --pidfile <path>      write the primary's pid there (removed at exit)
   -h, --help                show this help
   -v, --version             print the version
 
@@ -85,6 +95,17 @@ Signals (to the native-cluster process):
                    many servers as the old one did). A new worker that
                    crashes or is not ready within --listen-timeout stops
                    the reload; the remaining old workers keep serving.
+
+Commands (to a cluster started with --name; without --name, the only one
+running):
+  status [--json]  workers: id, pid, slot, state, uptime, restarts, CPU,
+                   memory, connections
+  reload           as SIGHUP; returns once done, non-zero if it failed
+  scale <n>        run n workers (new ones forked, extra ones drained)
+  stop             as SIGTERM
+  The control socket is $XDG_RUNTIME_DIR/native-cluster/<name>.sock, or
+  ${os.tmpdir()}/native-cluster-<uid>/<name>.sock, mode 0600; only its
+  owner may use it.
 
 Every worker gets NODE_APP_INSTANCE, its slot 0..N-1, kept across restarts
 and reloads (run one-off jobs where it is 0). When the process that
@@ -133,6 +154,9 @@ function parseArgs(argv) {
     '--max-memory': 'maxMemory',
     '--max-restarts': 'maxRestarts',
     '--restart-window': 'restartWindow',
+    '--name': 'name',
+    '--metrics': 'metrics',
+    '--pidfile': 'pidfile',
   };
   // Our options go before or after the app; the app's own arguments after
   // `--` (or, with `--` before the app, everything after the app).
@@ -193,6 +217,10 @@ function parseArgs(argv) {
     throw new UsageError('-i/--instances takes a positive integer, max or 0 (all CPUs), or -N (all but N), ' +
       `not ${JSON.stringify(opts.instances)}`);
   }
+  if (opts.name !== undefined && !/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/.test(opts.name)) {
+    throw new UsageError(`--name takes letters, digits, '.', '_' and '-' (64 at most), not ${JSON.stringify(opts.name)}`);
+  }
+  if (opts.metrics !== undefined) opts.metrics = parseListen(opts.metrics);
   if (opts.policy === undefined) {
     const fromEnv = process.env.NODE_CLUSTER_SCHED_POLICY;
     opts.policy = POLICIES.includes(fromEnv) ? fromEnv : 'rr';
@@ -213,11 +241,84 @@ function parseArgs(argv) {
   return opts;
 }
 
+// --metrics [host:]port (127.0.0.1 unless a host is given).
+function parseListen(value) {
+  const m = /^(?:\[?([^\]]*?)\]?:)?(\d{1,5})$/.exec(value);
+  if (!m || Number(m[2]) > 65535) throw new UsageError(`--metrics takes [host:]port, not ${JSON.stringify(value)}`);
+  return { host: m[1] || '127.0.0.1', port: Number(m[2]) };
+}
+
+const SUBCOMMANDS = ['status', 'reload', 'scale', 'stop'];
+
+// `native-cluster status|reload|scale <n>|stop [--name app] [--json]`:
+// asks a running cluster over its control socket.
+async function subcommand(argv) {
+  const [cmd, ...rest] = argv;
+  let name;
+  let json = false;
+  let workers;
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i];
+    if (arg === '--json') json = true;
+    else if (arg === '--name') name = rest[++i];
+    else if (arg.startsWith('--name=')) name = arg.slice(7);
+    else if (cmd === 'scale' && workers === undefined && /^\d+$/.test(arg)) workers = Number(arg);
+    else throw new UsageError(`${cmd}: unexpected ${JSON.stringify(arg)}`);
+  }
+  if (cmd === 'scale' && workers === undefined) throw new UsageError('scale needs a number of workers');
+  if (name === undefined) {
+    const found = control.names();
+    if (found.length !== 1) {
+      throw new UsageError(found.length === 0 ? `no running cluster found in ${control.directory()} (start one with --name)` :
+        `several clusters run (${found.join(', ')}): say which with --name`);
+    }
+    name = found[0];
+  }
+  let reply;
+  try {
+    reply = await control.request(name, cmd === 'scale' ? { cmd, workers } : { cmd });
+  } catch (err) {
+    process.stderr.write(`native-cluster: cannot reach ${name}: ${err.code || err.message}\n`);
+    return 1;
+  }
+  if (!reply.ok) {
+    process.stderr.write(`native-cluster: ${name}: ${reply.error}\n`);
+    return 1;
+  }
+  if (json) process.stdout.write(`${JSON.stringify(reply)}\n`);
+  else if (cmd === 'status') process.stdout.write(statusTable(reply));
+  else if (cmd === 'reload') process.stdout.write(`${name}: ${reply.replaced.length} workers replaced\n`);
+  else if (cmd === 'scale') process.stdout.write(`${name}: scaled to ${reply.workers}\n`);
+  else process.stdout.write(`${name}: stopping\n`);
+  return 0;
+}
+
+function statusTable(s) {
+  const mb = (b) => (b == null ? '-' : `${(b / 1048576).toFixed(1)} MB`);
+  const up = (ms) => (ms < 60000 ? `${Math.round(ms / 1000)}s` : ms < 3600000 ? `${Math.round(ms / 60000)}m` : `${(ms / 3600000).toFixed(1)}h`);
+  const rows = [['id', 'pid', 'slot', 'state', 'uptime', 'restarts', 'cpu', 'memory', 'connections']];
+  for (const w of s.workers) {
+    rows.push([w.id, w.pid, w.slot ?? '-', w.unresponsive ? 'unresponsive' : w.state, up(w.uptime), w.restarts,
+      w.cpuPercent == null ? '-' : `${w.cpuPercent}%`, mb(w.rss), w.connections.accepted].map(String));
+  }
+  const width = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const lines = rows.map((r) => r.map((c, i) => c.padEnd(width[i])).join('  ').trimEnd());
+  return `${s.name}: ${s.app}, primary ${s.primary.pid} (policy ${s.primary.policy}), ${s.workers.length} workers\n${lines.join('\n')}\n`;
+}
+
 function log(message) {
   process.stderr.write(`[native-cluster] ${message}\n`);
 }
 
 function main(argv) {
+  if (SUBCOMMANDS.includes(argv[0])) {
+    subcommand(argv).then((code) => { process.exitCode = code; }, (err) => {
+      if (!(err instanceof UsageError)) throw err;
+      process.stderr.write(`native-cluster: ${err.message}\nRun native-cluster --help for usage.\n`);
+      process.exitCode = 2;
+    });
+    return;
+  }
   let opts;
   try {
     opts = parseArgs(argv);
@@ -450,18 +551,26 @@ function run(cluster, app, opts) {
 
   // SIGHUP: the library's reload (one worker at a time, each replacement
   // ready before its predecessor is drained), then the slots follow.
-  async function reload() {
-    if (stopping) return;
+  // Resolves with the outcome of the last reload cycle ({ replaced, error }).
+  let reloadDone = null;
+  function reload(why) {
+    if (stopping) return Promise.resolve({ replaced: [], error: 'stopping' });
     if (reloading) {
       reloadAgain = true;
-      log('SIGHUP: a reload is under way; another one follows it');
-      return;
+      log(`${why}: a reload is under way; another one follows it`);
+      return reloadDone;
     }
+    reloadDone = reloadLoop(why);
+    return reloadDone;
+  }
+
+  async function reloadLoop(why) {
     reloading = true;
+    let outcome;
     do {
       reloadAgain = false;
       const n = slots.filter((s) => s.worker).length;
-      log(`SIGHUP: replacing ${n} worker${n === 1 ? '' : 's'} one at a time`);
+      log(`${why}: replacing ${n} worker${n === 1 ? '' : 's'} one at a time`);
       let replaced = [];
       let failure = null;
       try {
@@ -483,9 +592,88 @@ function run(cluster, app, opts) {
       } else {
         log(`reload done: ${replaced.length} worker${replaced.length === 1 ? '' : 's'} replaced`);
       }
+      outcome = { replaced, error: failure ? failure.message : null };
     } while (reloadAgain && !stopping);
     reloading = false;
     if (!stopping) finishIfDone();
+    return outcome;
+  }
+
+  // `scale n`: new slots get a worker each; the highest slots beyond n are
+  // drained and dropped.
+  function scale(n) {
+    if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`scale takes 1 to 1024 workers, not ${n}`);
+    if (stopping) throw new Error('stopping');
+    while (slots.length < n) {
+      const slot = { worker: null, crashes: 0, timer: null, online: true };
+      slots.push(slot);
+      fork(slot);
+    }
+    while (slots.length > n) {
+      const slot = slots.pop();
+      clearTimeout(slot.timer);
+      const worker = slot.worker;
+      if (worker && !worker.isDead()) {
+        live.get(worker).slot = null;
+        if (worker.isConnected()) worker.disconnect();
+        setTimeout(() => { if (!worker.isDead()) worker.process.kill('SIGKILL'); }, opts.killTimeout).unref();
+      }
+    }
+    log(`scaled to ${n} worker${n === 1 ? '' : 's'}`);
+    return { workers: n };
+  }
+
+  // What `native-cluster status` shows: stats(), with CPU% over 200 ms.
+  async function status() {
+    const before = cluster.stats();
+    await new Promise((r) => setTimeout(r, 200));
+    const after = cluster.stats();
+    const cpu = (w) => {
+      const b = before.workers.find((x) => x.id === w.id);
+      if (!b || !b.cpu || !w.cpu) return null;
+      return Math.round(((w.cpu.user + w.cpu.system) - (b.cpu.user + b.cpu.system)) / 2 * 10) / 10;
+    };
+    return {
+      name: opts.name,
+      app: path.relative(process.cwd(), app) || app,
+      primary: after.primary,
+      workers: after.workers.map((w) => ({ ...w, cpuPercent: cpu(w) })),
+    };
+  }
+
+  if (opts.name !== undefined) {
+    control.serve(opts.name, async (req) => {
+      switch (req.cmd) {
+        case 'status': return status();
+        case 'reload': {
+          const outcome = await reload('control: reload');
+          if (outcome.error) throw new Error(outcome.error);
+          return { replaced: outcome.replaced };
+        }
+        case 'scale': return scale(req.workers);
+        case 'stop': setImmediate(() => stop('control: stop')); return { stopping: true };
+        default: throw new Error(`unknown command ${JSON.stringify(req.cmd)}`);
+      }
+    }).then((c) => log(`control socket ${c.file}`), (err) => {
+      log(`cannot open the control socket: ${err.message}`);
+      process.exit(1);
+    });
+  }
+  if (opts.pidfile !== undefined) {
+    fs.writeFileSync(opts.pidfile, `${process.pid}\n`);
+    process.once('exit', () => fs.rmSync(opts.pidfile, { force: true }));
+  }
+  if (opts.metrics !== undefined) {
+    const { host, port } = opts.metrics;
+    require('node:http').createServer((req, res) => {
+      if (req.method !== 'GET' || req.url.split('?')[0] !== '/metrics') {
+        res.writeHead(404).end('not found\n');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(cluster.metrics());
+    }).listen(port, host, () => log(`metrics at http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics`))
+      .on('error', (err) => log(`metrics: ${err.message}`))
+      .unref();
   }
 
   // Stop with the process that started us (npx does not forward SIGTERM).
@@ -501,7 +689,7 @@ function run(cluster, app, opts) {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGHUP', () => {
-    reload().catch((err) => log(`reload failed: ${err.stack || err}`));
+    reload('SIGHUP').catch((err) => log(`reload failed: ${err.stack || err}`));
   });
 
   log(`primary ${process.pid}: starting ${opts.instances} worker${opts.instances === 1 ? '' : 's'} ` +

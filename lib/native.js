@@ -11,7 +11,7 @@ const arch = { x64: 'x64', arm64: 'arm64' }[process.arch] || process.arch;
 const file = path.join(root, `native-cluster.${process.platform}-${arch}-gnu.node`);
 
 const FUNCTIONS = ['start', 'setRef', 'configure', 'spawn', 'pid', 'send', 'sendText',
-  'disconnect', 'closeChannel', 'kill', 'flush', 'listened', 'closeFd', 'gate', 'parentDeathSignal', 'activate', 'stats'];
+  'disconnect', 'closeChannel', 'kill', 'flush', 'listened', 'closeFd', 'gate', 'parentDeathSignal', 'activate', 'stats', 'peerUid'];
 
 for (const name of FUNCTIONS) {
   module.exports[name] = function loadThenCall(...args) {

@@ -439,6 +439,13 @@ pub fn activate(fds: Vec<i32>) -> Result<()> {
     })
 }
 
+/// The user id of the peer of a connected Unix socket (`SO_PEERCRED`).
+#[napi]
+pub fn peer_uid(fd: i32) -> Result<u32> {
+    crate::core::io::sockets::peer_uid(fd)
+        .map_err(|e| Error::from_reason(format!("getsockopt(SO_PEERCRED): {e}")))
+}
+
 /// `PR_SET_PDEATHSIG`: this process gets `signal` when its parent dies.
 /// Returns false when the parent (`expected_parent`, `process.ppid` as
 /// JavaScript saw it) is already gone.

@@ -201,6 +201,12 @@ pub fn is_listening(fd: RawFd) -> bool {
     borrow_fd(fd).is_ok_and(|fd| sockopt::socket_acceptconn(fd).unwrap_or(false))
 }
 
+/// The user id of the process at the other end of a Unix stream socket
+/// (`SO_PEERCRED`).
+pub fn peer_uid(fd: RawFd) -> io::Result<u32> {
+    Ok(sockopt::socket_peercred(borrow_fd(fd)?)?.uid.as_raw())
+}
+
 /// The local address of an IP socket, as Node's `getsockname` reports it.
 pub fn sockname(fd: RawFd) -> Option<SocketAddr> {
     net::getsockname(borrow_fd(fd).ok()?)
