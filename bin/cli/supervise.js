@@ -1,0 +1,388 @@
+'use strict';
+// What the CLI does with a cluster once started: one slot per worker,
+// restarts with back-off and --max-restarts, the watchdog's and
+// --max-memory's replacements, SIGHUP reloads, scale, graceful stop, the
+// control socket, --metrics and --pidfile. Everything a program would want
+// itself is the library's (reload, readiness, watchdog, stats); this file
+// decides when to use it.
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const control = require('../../lib/control.js');
+const { STABLE_MS, BACKOFF_BASE, BACKOFF_MAX } = require('./args.js');
+
+function log(message) {
+  process.stderr.write(`[native-cluster] ${message}\n`);
+}
+
+function run(cluster, app, opts) {
+  cluster.schedulingPolicy = cluster[`SCHED_${opts.policy.toUpperCase()}`];
+  cluster.setupPrimary({
+    exec: app,
+    args: opts.args,
+    listenGrace: opts.listenGrace,
+    ...(opts.unresponsiveTimeout > 0 ? { heartbeatTimeout: opts.unresponsiveTimeout } : {}),
+  });
+
+  // One slot per requested worker: its current worker, and its crash record.
+  const slots = [];
+  // Every worker not yet exited, with what we know about it.
+  const live = new Map();
+  let stopping = false;
+  let forced = false;
+  let killTimer = null;
+  let reloading = false;
+  let reloadAgain = false;
+  let announced = false;
+  // Crash restarts within the last --restart-window ms (for --max-restarts).
+  const restarts = [];
+
+  const name = (w) => `worker ${w.id} (pid ${w.process.pid})`;
+  const describeExit = (code, signal) => (signal ? `signal ${signal}` : `code ${code}`);
+
+  function fork(slot) {
+    const worker = cluster.fork();
+    live.set(worker, { slot, listening: 0, startedAt: Date.now(), overMemory: 0 });
+    if (slot) {
+      slot.worker = worker;
+      slot.timer = null;
+    }
+    return worker;
+  }
+
+  // Every worker, ours or a reload's replacement: status lines.
+  cluster.on('fork', (worker) => {
+    if (!live.has(worker)) live.set(worker, { slot: null, listening: 0, startedAt: Date.now(), overMemory: 0 });
+    const info = live.get(worker);
+    worker.on('online', () => {
+      if (info.slot) info.slot.online = true;
+      if (!announced && slots.every((s) => s.online)) {
+        announced = true;
+        log(`all ${slots.length} worker${slots.length === 1 ? '' : 's'} online`);
+      }
+    });
+    worker.on('listening', (address) => {
+      if (++info.listening === 1) log(`${name(worker)} listening on ${formatAddress(address)}`);
+    });
+    worker.on('error', (err) => log(`${name(worker)}: ${err.message}`));
+  });
+
+  // A reload's replacement (or the watchdog's) takes over a slot.
+  function adopt(worker, slot) {
+    const info = live.get(worker);
+    if (info) info.slot = slot;
+    slot.worker = worker;
+    slot.crashes = 0;
+    if (worker.isDead()) {
+      // It died before it was adopted: restart the slot as after a crash.
+      slot.worker = null;
+      slot.timer = setTimeout(() => fork(slot), 0);
+    }
+  }
+
+  // --max-memory: the library's reload of this one worker (its successor
+  // first, then it is drained), then the slot follows.
+  function replaceGracefully(slot, old, why) {
+    if (stopping || reloading || slot.replacing) return;
+    slot.replacing = true;
+    log(`${name(old)} ${why}; replacing it`);
+    cluster.reload({ workers: [old], readyTimeout: opts.listenTimeout, killTimeout: opts.killTimeout })
+      .then(({ replaced }) => {
+        for (const r of replaced) {
+          const fresh = cluster.workers[r.new];
+          if (fresh && slot.worker === old) adopt(fresh, slot);
+        }
+      }, (err) => log(`replacing ${name(old)} failed: ${err.message}`))
+      .finally(() => { slot.replacing = false; });
+  }
+
+  if (opts.unresponsiveTimeout > 0) {
+    cluster.on('unresponsive', (worker, silentMs) => {
+      const slot = live.get(worker)?.slot;
+      const info = live.get(worker);
+      if (!info || !info.slot || info.slot.worker !== worker || stopping) return;
+      // Killed first: its slot (NODE_APP_INSTANCE) is free for the
+      // replacement, forked as soon as it is gone.
+      log(`${name(worker)} unresponsive for ${silentMs} ms; replacing it`);
+      info.hung = true;
+      worker.process.kill('SIGKILL');
+    });
+  }
+
+  if (opts.maxMemory > 0) {
+    // Sampled every second; two samples in a row over the limit, so that a
+    // short peak before a GC does not cost a worker.
+    setInterval(() => {
+      for (const [worker, info] of live) {
+        if (!info.slot || info.slot.worker !== worker || worker.isDead()) continue;
+        const rss = rssMB(worker.process.pid);
+        info.overMemory = rss > opts.maxMemory ? info.overMemory + 1 : 0;
+        if (info.overMemory >= 2) {
+          info.overMemory = 0;
+          replaceGracefully(info.slot, worker, `uses ${Math.round(rss)} MB (over --max-memory ${opts.maxMemory})`);
+        }
+      }
+    }, 1000).unref();
+  }
+
+  cluster.on('exit', (worker, code, signal) => {
+    const info = live.get(worker);
+    live.delete(worker);
+    if (!info) return;
+    if (stopping) {
+      finishIfDone();
+      return;
+    }
+    const slot = info.slot;
+    // Replaced (reload) or a reload candidate: the reload deals with it.
+    if (!slot || slot.worker !== worker) return;
+    // Drained by the reload under way, which gives its slot the successor.
+    if ((reloading || slot.replacing) && worker.exitedAfterDisconnect) return;
+    slot.worker = null;
+    if (info.hung) {
+      fork(slot);
+      return;
+    }
+    if (worker.exitedAfterDisconnect || (code === 0 && !signal)) {
+      log(`${name(worker)} exited (${describeExit(code, signal)}); not restarting it`);
+      finishIfDone();
+      return;
+    }
+    const now = Date.now();
+    restarts.push(now);
+    while (restarts.length > 0 && restarts[0] <= now - opts.restartWindow) restarts.shift();
+    if (opts.maxRestarts !== undefined && restarts.length > opts.maxRestarts) {
+      log(`${name(worker)} crashed (${describeExit(code, signal)}): ${restarts.length} crashes within ` +
+        `${opts.restartWindow} ms, over --max-restarts ${opts.maxRestarts}; stopping`);
+      giveUp();
+      return;
+    }
+    slot.crashes = now - info.startedAt < STABLE_MS ? slot.crashes + 1 : 1;
+    const delay = slot.crashes <= 1 ? 0 : Math.min(BACKOFF_BASE * 2 ** (slot.crashes - 2), BACKOFF_MAX);
+    log(`${name(worker)} crashed (${describeExit(code, signal)}); ` +
+      (delay === 0 ? 'restarting it' : `restarting it in ${delay} ms (crash ${slot.crashes} in a row)`));
+    slot.timer = setTimeout(() => fork(slot), delay);
+  });
+
+  // Without workers or pending restarts, and no reload under way: done.
+  function finishIfDone() {
+    if (stopping) {
+      if (live.size > 0) return;
+      clearTimeout(killTimer);
+      log(forced ? 'all workers gone (some killed); exiting' : 'all workers stopped; exiting');
+      process.exit(forced ? 1 : 0);
+    }
+    if (live.size > 0 || reloading || slots.some((s) => s.timer)) return;
+    log('no workers left; exiting');
+    process.exit(0);
+  }
+
+  // --max-restarts exceeded: stop everything and exit non-zero.
+  function giveUp() {
+    stopping = true;
+    forced = true;
+    for (const slot of slots) clearTimeout(slot.timer);
+    for (const worker of live.keys()) {
+      if (worker.isConnected()) worker.disconnect();
+    }
+    killTimer = setTimeout(killAll, opts.killTimeout);
+    finishIfDone();
+  }
+
+  function killAll() {
+    for (const worker of live.keys()) {
+      if (worker.isDead()) continue;
+      forced = true;
+      log(`${name(worker)} still running; SIGKILL`);
+      worker.process.kill('SIGKILL');
+    }
+  }
+
+  function stop(signal) {
+    if (stopping) {
+      log(`${signal} again: killing the workers now`);
+      killAll();
+      return;
+    }
+    stopping = true;
+    for (const slot of slots) clearTimeout(slot.timer);
+    log(`${signal}: stopping ${live.size} worker${live.size === 1 ? '' : 's'} (SIGKILL after ${opts.killTimeout} ms)`);
+    for (const worker of live.keys()) {
+      if (worker.isConnected()) worker.disconnect();
+    }
+    killTimer = setTimeout(killAll, opts.killTimeout);
+    finishIfDone();
+  }
+
+  // SIGHUP: the library's reload (one worker at a time, each replacement
+  // ready before its predecessor is drained), then the slots follow.
+  // Resolves with the outcome of the last reload cycle ({ replaced, error }).
+  let reloadDone = null;
+  function reload(why) {
+    if (stopping) return Promise.resolve({ replaced: [], error: 'stopping' });
+    if (reloading) {
+      reloadAgain = true;
+      log(`${why}: a reload is under way; another one follows it`);
+      return reloadDone;
+    }
+    reloadDone = reloadLoop(why);
+    return reloadDone;
+  }
+
+  async function reloadLoop(why) {
+    reloading = true;
+    let outcome;
+    do {
+      reloadAgain = false;
+      const n = slots.filter((s) => s.worker).length;
+      log(`${why}: replacing ${n} worker${n === 1 ? '' : 's'} one at a time`);
+      let replaced = [];
+      let failure = null;
+      try {
+        replaced = (await cluster.reload({ readyTimeout: opts.listenTimeout, killTimeout: opts.killTimeout })).replaced;
+      } catch (err) {
+        failure = err;
+        replaced = err.replaced || [];
+      }
+      for (const r of replaced) {
+        const fresh = cluster.workers[r.new];
+        const slot = slots.find((s) => s.worker && s.worker.id === r.old);
+        log(`worker ${r.new} (pid ${r.newPid}) replaces worker ${r.old} (pid ${r.oldPid})`);
+        if (!slot || !fresh) continue;
+        adopt(fresh, slot);
+      }
+      if (stopping) break;
+      if (failure) {
+        log(`${failure.message}; reload stopped after ${replaced.length} of ${n}, the other workers keep running`);
+      } else {
+        log(`reload done: ${replaced.length} worker${replaced.length === 1 ? '' : 's'} replaced`);
+      }
+      outcome = { replaced, error: failure ? failure.message : null };
+    } while (reloadAgain && !stopping);
+    reloading = false;
+    if (!stopping) finishIfDone();
+    return outcome;
+  }
+
+  // `scale n`: new slots get a worker each; the highest slots beyond n are
+  // drained and dropped.
+  function scale(n) {
+    if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`scale takes 1 to 1024 workers, not ${n}`);
+    if (stopping) throw new Error('stopping');
+    while (slots.length < n) {
+      const slot = { worker: null, crashes: 0, timer: null, online: true };
+      slots.push(slot);
+      fork(slot);
+    }
+    while (slots.length > n) {
+      const slot = slots.pop();
+      clearTimeout(slot.timer);
+      const worker = slot.worker;
+      if (worker && !worker.isDead()) {
+        live.get(worker).slot = null;
+        if (worker.isConnected()) worker.disconnect();
+        setTimeout(() => { if (!worker.isDead()) worker.process.kill('SIGKILL'); }, opts.killTimeout).unref();
+      }
+    }
+    log(`scaled to ${n} worker${n === 1 ? '' : 's'}`);
+    return { workers: n };
+  }
+
+  // What `native-cluster status` shows: stats(), with CPU% over 200 ms.
+  async function status() {
+    const before = cluster.stats();
+    await new Promise((r) => setTimeout(r, 200));
+    const after = cluster.stats();
+    const cpu = (w) => {
+      const b = before.workers.find((x) => x.id === w.id);
+      if (!b || !b.cpu || !w.cpu) return null;
+      return Math.round(((w.cpu.user + w.cpu.system) - (b.cpu.user + b.cpu.system)) / 2 * 10) / 10;
+    };
+    return {
+      name: opts.name,
+      app: path.relative(process.cwd(), app) || app,
+      primary: after.primary,
+      workers: after.workers.map((w) => ({ ...w, cpuPercent: cpu(w) })),
+    };
+  }
+
+  if (opts.name !== undefined) {
+    control.serve(opts.name, async (req) => {
+      switch (req.cmd) {
+        case 'status': return status();
+        case 'reload': {
+          const outcome = await reload('control: reload');
+          if (outcome.error) throw new Error(outcome.error);
+          return { replaced: outcome.replaced };
+        }
+        case 'scale': return scale(req.workers);
+        case 'stop': setImmediate(() => stop('control: stop')); return { stopping: true };
+        default: throw new Error(`unknown command ${JSON.stringify(req.cmd)}`);
+      }
+    }).then((c) => log(`control socket ${c.file}`), (err) => {
+      log(`cannot open the control socket: ${err.message}`);
+      process.exit(1);
+    });
+  }
+  if (opts.pidfile !== undefined) {
+    fs.writeFileSync(opts.pidfile, `${process.pid}\n`);
+    process.once('exit', () => fs.rmSync(opts.pidfile, { force: true }));
+  }
+  if (opts.metrics !== undefined) {
+    const { host, port } = opts.metrics;
+    require('node:http').createServer((req, res) => {
+      if (req.method !== 'GET' || req.url.split('?')[0] !== '/metrics') {
+        res.writeHead(404).end('not found\n');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(cluster.metrics());
+    }).listen(port, host, () => log(`metrics at http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics`))
+      .on('error', (err) => log(`metrics: ${err.message}`))
+      .unref();
+  }
+
+  // Stop with the process that started us (npx does not forward SIGTERM).
+  try {
+    const native = require('../../lib/native.js');
+    if (!native.parentDeathSignal(os.constants.signals.SIGTERM, process.ppid)) {
+      process.nextTick(() => stop('parent gone'));
+    }
+  } catch (err) {
+    log(`cannot follow the parent process: ${err.message}`);
+  }
+
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGHUP', () => {
+    reload('SIGHUP').catch((err) => log(`reload failed: ${err.stack || err}`));
+  });
+
+  log(`primary ${process.pid}: starting ${opts.instances} worker${opts.instances === 1 ? '' : 's'} ` +
+    `of ${path.relative(process.cwd(), app) || app} (policy ${opts.policy})`);
+  for (let i = 0; i < opts.instances; i++) {
+    slots.push({ worker: null, crashes: 0, timer: null, online: false });
+  }
+  for (const slot of slots) fork(slot);
+}
+
+// A process's resident set in MB (NaN once it is gone).
+function rssMB(pid) {
+  try {
+    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+function formatAddress(a) {
+  if (!a) return '?';
+  if (a.addressType === -1) return a.address;
+  const host = a.address == null || a.address === '' ? '*' :
+    (a.addressType === 6 || String(a.address).includes(':') ? `[${a.address}]` : a.address);
+  const udp = a.addressType === 'udp4' || a.addressType === 'udp6' ? ' (udp)' : '';
+  return `${host}:${a.port}${udp}`;
+}
+
+module.exports = { run, log };
