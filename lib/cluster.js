@@ -16,4 +16,9 @@ if (nodeCluster.isWorker) {
   if (nodeCluster.SCHED_STICKY === undefined) nodeCluster.SCHED_STICKY = SCHED_STICKY;
 }
 
-module.exports = nodeCluster.isWorker ? nodeCluster : require('./primary.js');
+function primary() {
+  const status = require('./native.js').probe();
+  return status.ok ? require('./primary.js') : require('./fallback.js').fallback(status.error);
+}
+
+module.exports = nodeCluster.isWorker ? nodeCluster : primary();

@@ -1,21 +1,79 @@
 'use strict';
-// The compiled addon built by `npm install` (napi build --platform), loaded
-// on first use: requiring the package costs no dlopen until a primary
-// forks. Each stub replaces itself (and all others) with the addon's
-// functions, so later calls go straight to native code.
+// The compiled addon, loaded on first use: requiring the package in a worker
+// costs no dlopen. Each stub replaces itself (and all others) with the
+// addon's functions, so later calls go straight to native code.
+//
+// Where it comes from, in order: the file `npm run build` leaves in the
+// package (native-cluster.<platform>-<arch>-<abi>.node), then the platform
+// package napi-rs publishes (native-cluster-<platform>-<arch>-<abi>); abi is
+// gnu or musl by the running C library. `probe()` says whether one loads,
+// and what was tried when none does.
 
+const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
 const arch = { x64: 'x64', arm64: 'arm64' }[process.arch] || process.arch;
-const file = path.join(root, `native-cluster.${process.platform}-${arch}-gnu.node`);
+
+// musl's dynamic loader is /lib/ld-musl-<arch>.so.1; glibc has none such.
+// (Cheaper than process.report, which builds a whole diagnostic report.)
+function abi() {
+  if (process.platform !== 'linux') return null;
+  try {
+    return fs.readdirSync('/lib').some((f) => f.startsWith('ld-musl-')) ? 'musl' : 'gnu';
+  } catch {
+    return 'gnu';
+  }
+}
+
+const target = [process.platform, arch, abi()].filter(Boolean).join('-');
+const candidates = [
+  path.join(root, `native-cluster.${target}.node`),
+  `native-cluster-${target}`,
+];
 
 const FUNCTIONS = ['start', 'setRef', 'configure', 'spawn', 'pid', 'send', 'sendText',
-  'disconnect', 'closeChannel', 'kill', 'flush', 'listened', 'closeFd', 'gate', 'parentDeathSignal', 'activate', 'stats', 'peerUid'];
+  'disconnect', 'closeChannel', 'kill', 'flush', 'listened', 'closeFd', 'gate',
+  'parentDeathSignal', 'activate', 'stats', 'peerUid'];
+
+let loaded = null;
+let failure = null;
+
+function load() {
+  if (loaded !== null) return loaded;
+  if (failure !== null) throw failure;
+  const tried = [];
+  for (const candidate of candidates) {
+    try {
+      loaded = require(candidate);
+      return loaded;
+    } catch (err) {
+      tried.push(`${candidate}: ${err.code === 'MODULE_NOT_FOUND' ? 'not found' : err.message.split('\n')[0]}`);
+    }
+  }
+  failure = Object.assign(new Error(`native-cluster has no usable addon for ${target} (Node ${process.version}).\n` +
+    `Tried:\n  ${tried.join('\n  ')}\n` +
+    'Build one with `npm run build` (needs a Rust toolchain: https://rustup.rs).'), { code: 'ERR_NATIVE_CLUSTER_ADDON', target, tried });
+  throw failure;
+}
+
+// Whether the addon loads here: { ok: true } or { ok: false, error }.
+function probe() {
+  try {
+    load();
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
 
 for (const name of FUNCTIONS) {
   module.exports[name] = function loadThenCall(...args) {
-    Object.assign(module.exports, require(file));
+    const addon = load();
+    for (const n of FUNCTIONS) module.exports[n] = addon[n];
     return module.exports[name](...args);
   };
 }
+
+Object.defineProperty(module.exports, 'probe', { value: probe });
+Object.defineProperty(module.exports, 'target', { value: target });

@@ -1,0 +1,59 @@
+// Where the addon cannot load, native-cluster is node:cluster after one
+// warning (or, with NATIVE_CLUSTER_REQUIRE_NATIVE=1, an error that says
+// what was tried). Made unloadable for real: a copy of the package without
+// its .node file, and one with a corrupt one.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { here, run, primaryEvents } from './helpers.mjs';
+
+const root = path.join(here, '..');
+
+function copyPackage(addon) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nc-fallback-'));
+  for (const f of ['index.js', 'index.mjs', 'package.json']) fs.copyFileSync(path.join(root, f), path.join(dir, f));
+  fs.cpSync(path.join(root, 'lib'), path.join(dir, 'lib'), { recursive: true });
+  if (addon !== undefined) fs.writeFileSync(path.join(dir, 'native-cluster.linux-x64-gnu.node'), addon);
+  return dir;
+}
+
+for (const [label, addon] of [['no addon file', undefined], ['a corrupt addon', 'not an ELF file']]) {
+  test(`fallback with ${label}: node:cluster after one warning; a worker serves; SCHED_STICKY throws clearly`, async () => {
+    const pkg = copyPackage(addon);
+    try {
+      const r = await run('fallback/app.cjs', { env: { PKG: pkg }, timeout: 20000 });
+      const res = primaryEvents(r).find((e) => e[0] === 'result')?.[1];
+      assert.ok(res, r.stderr);
+      assert.equal(res.isStock, true);
+      assert.deepEqual(res.constants, [3, 4]);
+      assert.match(res.body, /^stock worker 1$/);
+      assert.equal(res.warnings.length, 1, JSON.stringify(res.warnings));
+      assert.equal(res.warnings[0].code, 'NATIVE_CLUSTER_FALLBACK');
+      assert.match(res.warnings[0].message, /no usable addon for linux-x64-gnu/);
+      assert.equal(res.sticky?.code, 'ERR_NATIVE_CLUSTER_UNAVAILABLE');
+      assert.match(res.sticky.message, /SCHED_STICKY needs native-cluster's addon/);
+    } finally {
+      fs.rmSync(pkg, { recursive: true, force: true });
+    }
+  });
+}
+
+test('NATIVE_CLUSTER_REQUIRE_NATIVE=1: no fallback; the error lists what was tried and how to build', async () => {
+  const pkg = copyPackage(undefined);
+  try {
+    const out = await new Promise((resolve) => {
+      execFile(process.execPath, ['-e', `try { require(${JSON.stringify(pkg)}); console.log('loaded'); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`],
+        { env: { ...process.env, NATIVE_CLUSTER_REQUIRE_NATIVE: '1' } }, (err, stdout) => resolve(stdout.trim()));
+    });
+    const e = JSON.parse(out);
+    assert.equal(e.code, 'ERR_NATIVE_CLUSTER_ADDON');
+    assert.ok(e.message.includes(path.join(pkg, 'native-cluster.linux-x64-gnu.node')), e.message);
+    assert.match(e.message, /native-cluster-linux-x64-gnu: not found/);
+    assert.match(e.message, /npm run build.*Rust toolchain/);
+  } finally {
+    fs.rmSync(pkg, { recursive: true, force: true });
+  }
+});
