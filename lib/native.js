@@ -6,8 +6,8 @@
 // Where it comes from, in order: the file `npm run build` leaves in the
 // package (native-cluster.<platform>-<arch>-<abi>.node), then the platform
 // package napi-rs publishes (native-cluster-<platform>-<arch>-<abi>); abi is
-// gnu or musl by the running C library. `probe()` says whether one loads,
-// and what was tried when none does.
+// gnu or musl by the running C library. `probe()` says whether there is
+// one, and what was tried when there is none.
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -57,8 +57,18 @@ function load() {
   throw failure;
 }
 
-// Whether the addon loads here: { ok: true } or { ok: false, error }.
+// Whether there is an addon for this platform, without loading it (the
+// dlopen waits for the first fork): { ok: true } or { ok: false, error }.
+// One that is there but does not load fails that first call, saying why.
 function probe() {
+  const present = candidates.some((c) => {
+    try {
+      return path.isAbsolute(c) ? fs.statSync(c).isFile() : Boolean(require.resolve(c));
+    } catch {
+      return false;
+    }
+  });
+  if (present) return { ok: true };
   try {
     load();
     return { ok: true };
