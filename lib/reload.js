@@ -10,6 +10,7 @@
 // not yet replaced keep serving.
 
 const errors = require('./errors.js');
+const native = require('./native.js');
 const Worker = require('./worker.js');
 const gate = require('./gate.js');
 const instances = require('./instances.js');
@@ -41,11 +42,34 @@ function validate(options) {
   return out;
 }
 
-// Disconnects a worker and kills it if it has not exited after `killTimeout`.
-function retire(worker, killTimeout) {
+const DRAIN_POLL_MS = 10;
+const DRAIN_LIMIT_MS = 1000;
+// After the last handoff was answered: time for the worker to read the
+// request of a connection it has just accepted. Node 26's http server
+// closes a connection with no request read yet as idle when the worker
+// disconnects (its client sees ECONNRESET).
+const SETTLE_MS = 100;
+
+// Resolves once no connection handed to the worker waits for its answer
+// (or after DRAIN_LIMIT_MS), and the last one had time to be read.
+async function handoffsAnswered(worker) {
+  const end = Date.now() + DRAIN_LIMIT_MS;
+  while (Date.now() < end && !worker.isDead()) {
+    const figures = native.stats(DRAIN_LIMIT_MS).workers.find((w) => w.id === worker.id);
+    if (figures === undefined || figures.inFlight === 0) break;
+    await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
+  }
+  await new Promise((r) => setTimeout(r, SETTLE_MS));
+}
+
+// Closes the worker's gate, waits for its handoffs to be answered, then
+// disconnects it and kills it if it has not exited after `killTimeout`.
+async function retire(worker, killTimeout) {
+  if (worker.isDead()) return;
+  gate.close(worker, 'retiring');
+  await handoffsAnswered(worker);
   return new Promise((resolve) => {
     if (worker.isDead()) return resolve();
-    gate.close(worker, 'retiring');
     const timer = setTimeout(() => {
       if (!worker.isDead()) worker.process.kill('SIGKILL');
     }, killTimeout);
