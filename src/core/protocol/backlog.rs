@@ -17,7 +17,7 @@
 //! The driver counts what it hands to JavaScript ([`Backlog::queued`]); the
 //! binding counts what JavaScript took ([`Backlog::delivered`]).
 
-use std::collections::HashMap;
+use crate::core::hash::IdMap;
 
 pub const PAUSE_ABOVE: usize = 2 << 20;
 pub const RESUME_BELOW: usize = 512 << 10;
@@ -30,7 +30,7 @@ struct Waiting {
 
 #[derive(Debug, Default)]
 pub struct Backlog {
-    workers: HashMap<u32, Waiting>,
+    workers: IdMap<u32, Waiting>,
 }
 
 impl Backlog {

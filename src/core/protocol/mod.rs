@@ -34,12 +34,13 @@ pub mod workers;
 mod tests;
 
 use crate::core::codec::framing::Serialization;
+use crate::core::hash::IdMap;
 use balance::Policy;
 use event::{Event, ExitStatus};
 use fd::{FdId, Handle, Released};
 use outbox::Frame;
 use servers::Servers;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use workers::WorkerState;
 
@@ -183,12 +184,12 @@ pub(crate) enum TimerFor {
 }
 
 pub struct Protocol {
-    pub(crate) workers: HashMap<u32, WorkerState>,
+    pub(crate) workers: IdMap<u32, WorkerState>,
     pub(crate) servers: Servers,
     pub(crate) policy: Policy,
     pub(crate) key_with_index: bool,
     pub(crate) listen_grace_ms: u64,
-    pub(crate) timers: HashMap<u64, TimerFor>,
+    pub(crate) timers: IdMap<u64, TimerFor>,
     next_timer: u64,
     /// Connections handed to a worker that left without answering, and
     /// passed on.
@@ -207,12 +208,12 @@ impl Default for Protocol {
 impl Protocol {
     pub fn new() -> Protocol {
         Protocol {
-            workers: HashMap::new(),
+            workers: IdMap::default(),
             servers: Servers::default(),
             policy: Policy::RoundRobin,
             key_with_index: true,
             listen_grace_ms: 0,
-            timers: HashMap::new(),
+            timers: IdMap::default(),
             next_timer: 0,
             rerouted: 0,
             seq: 0,

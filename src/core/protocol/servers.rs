@@ -5,6 +5,7 @@
 //! (or the primary's JavaScript) is still opening.
 
 use crate::core::codec::value::Value;
+use crate::core::hash::IdMap;
 use crate::core::protocol::balance::reuseport::{Left, ReusePort};
 use crate::core::protocol::balance::Balancer;
 use crate::core::protocol::fd::{FdId, Handle};
@@ -98,19 +99,20 @@ pub enum OpenFor {
 
 #[derive(Default)]
 pub struct Servers {
+    /// std's hasher: keys are built from workers' frames (see `core::hash`).
     pub by_key: HashMap<String, Entry>,
     /// Listening sockets accepted on → their server's key.
-    pub listeners: HashMap<FdId, String>,
+    pub listeners: IdMap<FdId, String>,
     /// newconn `seq` → connection awaiting the worker's `accepted` reply.
-    pub in_flight: HashMap<u64, InFlightConn>,
+    pub in_flight: IdMap<u64, InFlightConn>,
     /// Servers replaced under their key (Node 22+ re-listen) that workers
     /// still hold.
     pub orphans: Vec<(String, Entry)>,
     /// Node 22+: new servers for a key a worker already holds, still being
     /// opened; they replace the registered one once listening.
-    pub replacing: HashMap<u32, (String, Entry)>,
+    pub replacing: IdMap<u32, (String, Entry)>,
     /// Open requests not yet answered.
-    pub opens: HashMap<u32, OpenFor>,
+    pub opens: IdMap<u32, OpenFor>,
     pub next_bind: u32,
     /// What workers' leaving left to do.
     pub departures: Departures,

@@ -7,7 +7,7 @@ use super::*;
 use crate::core::codec::framing::{self, FrameDecoder};
 use crate::core::codec::json;
 use crate::core::codec::value::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// One frame a worker received, with the descriptor that came with it.
 #[derive(Debug)]

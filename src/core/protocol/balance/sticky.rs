@@ -6,7 +6,8 @@
 //! Each worker still has at most one connection in flight; the others wait
 //! in that worker's own queue.
 
-use std::collections::{HashMap, VecDeque};
+use crate::core::hash::IdMap;
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 #[derive(Debug)]
@@ -21,7 +22,7 @@ struct Lane<C> {
 pub struct Sticky<C> {
     /// Workers sharing this server, in the order they joined.
     all: Vec<u32>,
-    lanes: HashMap<u32, Lane<C>>,
+    lanes: IdMap<u32, Lane<C>>,
     /// Connections that arrived while no worker was there.
     unassigned: VecDeque<(u64, C)>,
 }
@@ -30,7 +31,7 @@ impl<C> Default for Sticky<C> {
     fn default() -> Self {
         Sticky {
             all: Vec::new(),
-            lanes: HashMap::new(),
+            lanes: IdMap::default(),
             unassigned: VecDeque::new(),
         }
     }
@@ -272,7 +273,7 @@ mod tests {
     #[test]
     fn clients_spread_over_workers() {
         let s = ready(&[1, 2, 3, 4]);
-        let mut per = HashMap::new();
+        let mut per = std::collections::HashMap::new();
         for i in 0..1000u32 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             *per.entry(s.owner(client_key(Some(ip)), None)).or_insert(0) += 1;
