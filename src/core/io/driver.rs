@@ -1,125 +1,78 @@
-//! The I/O thread's loop: a `current_thread` tokio runtime with one task per
-//! worker channel (reading), per worker exit (its pidfd), per listening
-//! socket accepted on, and one for JavaScript's commands. Every task feeds
-//! what it read into the protocol and performs what the protocol outputs;
-//! a last task runs after the others' turn and writes the channels that
-//! have frames pending, then hands JavaScript the turn's events in one
-//! batch. Writes that do not fit wait for writability in a per-worker
-//! writer task.
+//! The I/O thread's loop: one future, run by a `current_thread` tokio
+//! runtime's `block_on`, that owns every source of events — JavaScript's
+//! commands, each worker's channel and pidfd, a channel's writability while
+//! a write is blocked, each listening socket accepted on — and polls them
+//! itself. Each source has its own waker ([`source`](super::source)), so a
+//! turn polls only the sources that woke: it feeds what they read into the
+//! protocol and performs what the protocol outputs, then writes the
+//! channels that have frames pending and hands JavaScript the turn's
+//! events in one batch. A source that used up its budget (`READ_BATCH`,
+//! `ACCEPT_BATCH`) is polled again next turn, after the reactor has run.
 //!
+//! One future instead of a task per descriptor: tokio's task machinery
+//! (scheduling, wakers, `Notify`, a `LocalSet`) cost more than the work.
 //! No `tokio::process`/`tokio::signal` (libuv owns `SIGCHLD` in this
 //! process and does not chain handlers): exits are seen on pidfds. No
 //! `TcpListener`: accepted connections are only passed on, so they are
 //! never registered with the reactor.
 
 use crate::core::codec::framing::Serialization;
+use crate::core::hash::IdMap;
+use crate::core::io::accept::{Accepting, Acceptor, Conn};
 use crate::core::io::activation::Activation;
+use crate::core::io::channel::{self, Read, WorkerIo, Write, READ_BUFFER};
 use crate::core::io::fds::Fds;
 use crate::core::io::open::{neg_errno, open, sockname};
-use crate::core::io::spawn;
+use crate::core::io::source::{Source, Woken};
 use crate::core::io::{
-    procfs, scm, sockets, sys, Command, Flow, Launches, PidFds, Sink, StatsReport, WorkerReport,
+    procfs, sockets, spawn, sys, Command, Flow, Launches, PidFds, Sink, StatsReport, WorkerReport,
 };
 use crate::core::protocol::event::{Event, ExitStatus};
 use crate::core::protocol::fd::FdId;
 use crate::core::protocol::{Input, OpenSpec, Opened, Output, Protocol};
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::rc::Rc;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use std::task::{Context, Poll, Waker};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
-use tokio::sync::Notify;
-use tokio::task::{JoinHandle, LocalSet};
-
-/// How many connections one wake-up of a listener accepts before other
-/// tasks get their turn.
-const ACCEPT_BATCH: usize = 64;
-
-/// How many full reads of one channel before other tasks get their turn.
-const READ_BATCH: usize = 16;
-
-const READ_BUFFER: usize = 64 * 1024;
 
 /// Most message bytes in one batch for JavaScript: it decodes a batch at
 /// once, so a larger one would only make its heap grow after a busy spell
 /// (the rest waits here, within the read backlog's bound).
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// Registers a descriptor with the reactor.
-fn watch<T: AsRawFd>(inner: T, interest: Interest) -> io::Result<AsyncFd<T>> {
-    // SAFETY: every `T` used here owns the descriptor (or a counted share
-    // of it), so it stays open and names the same file description for as
-    // long as the `AsyncFd` holds it.
-    Ok(unsafe { AsyncFd::register_with_interest(inner, interest) }?)
-}
-
-/// One worker's channel and the tasks that read and write it (the exit
-/// watcher ends by itself).
-struct WorkerIo {
-    channel: RefCell<Option<Rc<AsyncFd<OwnedFd>>>>,
-    /// Wakes the writer task after a write found the socket full.
-    blocked: Notify,
-    /// Reading waits: too much of this worker's data waits for JavaScript.
-    paused: Cell<bool>,
-    resumed: Notify,
-    tasks: RefCell<Vec<JoinHandle<()>>>,
-}
-
-impl WorkerIo {
-    fn channel(&self) -> Option<Rc<AsyncFd<OwnedFd>>> {
-        self.channel.borrow().clone()
-    }
-
-    /// Stops reading and writing; the channel closes once the aborted
-    /// tasks have let go of it.
-    fn close(&self) {
-        self.channel.borrow_mut().take();
-        for t in self.tasks.borrow_mut().drain(..) {
-            t.abort();
-        }
-    }
-}
-
-#[derive(PartialEq, Eq)]
-enum Read {
-    /// Nothing more to read now.
-    Drained,
-    /// Stopped after a batch; more may be waiting.
-    More,
-    Closed,
-}
-
-#[derive(PartialEq, Eq)]
-enum Write {
-    Done,
-    Blocked,
-}
-
 struct Driver {
-    protocol: RefCell<Protocol>,
-    fds: RefCell<Fds>,
-    workers: RefCell<HashMap<u32, Rc<WorkerIo>>>,
+    commands: UnboundedReceiver<Command>,
+    commands_waker: Waker,
+    woken: Woken,
+    /// This turn's sources to poll: those woken, then any that were
+    /// created or resumed during the turn.
+    queue: Vec<Source>,
+    /// Sources that used up their budget, for the next turn.
+    again: Vec<Source>,
+    /// The batch for JavaScript was cut short: hand the rest next turn.
+    hand_again: bool,
+    protocol: Protocol,
+    fds: Fds,
+    workers: IdMap<u32, WorkerIo>,
+    read_buf: Vec<u8>,
+    /// Connections accepted by an acceptor, until the protocol gets them.
+    accepted: Vec<Conn>,
     /// Events for JavaScript, sent at the end of the turn.
-    batch: RefCell<Vec<Event<OwnedFd>>>,
+    batch: Vec<Event<OwnedFd>>,
     /// Workers with frames to write at the end of the turn.
-    dirty: RefCell<Vec<u32>>,
-    turn_end: Notify,
-    sink: RefCell<Sink>,
+    dirty: Vec<u32>,
+    /// `dirty`'s spare allocation while it is being written.
+    writing: Vec<u32>,
+    sink: Sink,
     pidfds: PidFds,
     launches: Launches,
     flow: Flow,
-    /// Each live worker's pid, for its `/proc` figures.
-    pids: RefCell<HashMap<u32, i32>>,
     /// Sockets passed by a service manager, used instead of binding.
-    activation: RefCell<Activation>,
+    activation: Activation,
     /// Where timer threads send their expiry.
     timers: UnboundedSender<Command>,
-    shutdown: Cell<bool>,
+    shutdown: bool,
 }
 
 /// Runs the I/O thread until `Command::Shutdown` or until every sender of
@@ -133,52 +86,102 @@ pub fn run(
     flow: Flow,
     timers: UnboundedSender<Command>,
 ) {
-    let driver = Rc::new(Driver {
-        protocol: RefCell::new(Protocol::new()),
-        fds: RefCell::default(),
-        workers: RefCell::default(),
-        batch: RefCell::default(),
-        dirty: RefCell::default(),
-        turn_end: Notify::new(),
-        sink: RefCell::new(sink),
+    let woken = Woken::default();
+    let mut driver = Driver {
+        commands,
+        commands_waker: woken.waker(Source::Commands),
+        woken,
+        queue: Vec::new(),
+        again: Vec::new(),
+        hand_again: false,
+        protocol: Protocol::new(),
+        fds: Fds::default(),
+        workers: IdMap::default(),
+        read_buf: vec![0u8; READ_BUFFER],
+        accepted: Vec::new(),
+        batch: Vec::new(),
+        dirty: Vec::new(),
+        writing: Vec::new(),
+        sink,
         pidfds,
         launches,
         flow,
-        activation: RefCell::default(),
-        pids: RefCell::default(),
+        activation: Activation::default(),
         timers,
-        shutdown: Cell::new(false),
-    });
-    let local = LocalSet::new();
-    let d = driver.clone();
-    local.spawn_local(async move {
-        loop {
-            d.turn_end.notified().await;
-            d.end_turn();
-        }
-    });
-    local.block_on(runtime, driver.clone().commands(commands));
-    // Tasks hold the driver; dropping the set drops them and it.
-    drop(local);
+        shutdown: false,
+    };
+    // The first turn polls the commands (registering their waker).
+    driver.commands_waker.wake_by_ref();
+    runtime.block_on(std::future::poll_fn(|cx| driver.turn(cx)));
+    // Dropped while the runtime (its reactor) is still there.
+    drop(driver);
 }
 
 impl Driver {
-    async fn commands(self: Rc<Self>, mut rx: UnboundedReceiver<Command>) {
-        while let Some(cmd) = rx.recv().await {
-            self.command(cmd);
-            // Everything already queued joins this turn.
-            while let Ok(cmd) = rx.try_recv() {
-                self.command(cmd);
+    /// One turn: polls the sources that woke, then ends the turn.
+    fn turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        // `queue` is empty between turns.
+        self.woken.take(cx.waker(), &mut self.queue);
+        // Then the sources that used up their budget last turn (rare).
+        self.queue.append(&mut self.again);
+        loop {
+            let mut i = 0;
+            // Polling a source may queue more (a new worker, a resumed one).
+            while let Some(&source) = self.queue.get(i) {
+                i += 1;
+                self.poll(source);
+                if self.shutdown {
+                    self.end_turn();
+                    return Poll::Ready(());
+                }
             }
-            if self.shutdown.get() {
-                self.end_turn();
+            self.queue.clear();
+            self.end_turn();
+            // Writing may have blocked a channel, whose watch needs a poll.
+            if self.queue.is_empty() {
                 break;
             }
-            self.write_dirty();
+        }
+        if !self.again.is_empty() || std::mem::take(&mut self.hand_again) {
+            // Returning lets the reactor run before the rest.
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+
+    fn poll(&mut self, source: Source) {
+        match source {
+            Source::Commands => self.poll_commands(),
+            Source::Channel(id) => self.poll_channel(id),
+            Source::Writable(id) => self.poll_writable(id),
+            Source::Exit(id) => self.poll_exit(id),
+            Source::Accept(listener) => self.poll_acceptor(listener),
         }
     }
 
-    fn command(self: &Rc<Self>, cmd: Command) {
+    fn poll_commands(&mut self) {
+        // tokio's cooperative budget ends this loop with `Pending` (and a
+        // wake) after a while, so a flood of commands cannot starve the
+        // other sources.
+        loop {
+            let mut cx = Context::from_waker(&self.commands_waker);
+            match self.commands.poll_recv(&mut cx) {
+                Poll::Ready(Some(cmd)) => {
+                    self.command(cmd);
+                    if self.shutdown {
+                        return;
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.shutdown = true;
+                    return;
+                }
+                Poll::Pending => return,
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Adopt {
                 id,
@@ -221,7 +224,7 @@ impl Driver {
                 fd,
                 callback,
             } => {
-                let fd = fd.map(|fd| self.fds.borrow_mut().insert(fd));
+                let fd = fd.map(|fd| self.fds.insert(fd));
                 self.input(Input::Send {
                     id,
                     frame,
@@ -230,9 +233,10 @@ impl Driver {
                 });
             }
             Command::Resume { id } => {
-                if let Some(w) = self.workers.borrow().get(&id) {
-                    w.paused.set(false);
-                    w.resumed.notify_one();
+                if let Some(w) = self.workers.get_mut(&id) {
+                    if std::mem::take(&mut w.paused) {
+                        self.queue.push(Source::Channel(id));
+                    }
                 }
             }
             Command::Disconnect { id } => self.input(Input::Disconnect { id }),
@@ -260,23 +264,23 @@ impl Driver {
                 let _ = reply.send(self.stats());
             }
             Command::Activate { fds } => {
-                self.activation.borrow_mut().adopt(&fds);
+                self.activation.adopt(&fds);
             }
-            Command::Deliver => self.turn_end.notify_one(),
-            Command::Shutdown => self.shutdown.set(true),
+            // Every turn ends by handing what is held; this one only had
+            // to happen.
+            Command::Deliver => {}
+            Command::Shutdown => self.shutdown = true,
         }
     }
 
     /// The protocol's counters with each worker's `/proc` figures.
     fn stats(&self) -> StatsReport {
-        let pids = self.pids.borrow();
         let workers = self
             .protocol
-            .borrow()
             .counters()
             .into_iter()
             .map(|counters| {
-                let pid = pids.get(&counters.id).copied();
+                let pid = self.workers.get(&counters.id).map(|w| w.pid);
                 WorkerReport {
                     usage: pid.and_then(|p| procfs::usage(Some(p))),
                     pid,
@@ -291,122 +295,86 @@ impl Driver {
     }
 
     /// Registers an opened socket and describes it for the protocol.
-    fn opened(&self, fd: OwnedFd, unlink: Option<std::path::PathBuf>) -> Opened {
+    fn opened(&mut self, fd: OwnedFd, unlink: Option<std::path::PathBuf>) -> Opened {
         let sockname = sockname(fd.as_raw_fd());
-        let fd = self.fds.borrow_mut().insert_bound(fd, unlink);
+        let fd = self.fds.insert_bound(fd, unlink);
         Opened { fd, sockname }
     }
 
-    fn adopt(
-        self: &Rc<Self>,
-        id: u32,
-        pid: i32,
-        pidfd: OwnedFd,
-        channel: OwnedFd,
-        ser: Serialization,
-    ) {
+    fn adopt(&mut self, id: u32, pid: i32, pidfd: OwnedFd, channel: OwnedFd, ser: Serialization) {
         let pidfd = Arc::new(pidfd);
         if let Ok(mut map) = self.pidfds.lock() {
             map.insert(id, pidfd.clone());
         }
         // Registration fails only when the kernel is out of memory; the
         // worker is then unusable and reported as such.
-        if let Err(e) = sys::set_nonblocking(channel.as_raw_fd(), true) {
-            return self.watch_failed(id, e);
-        }
-        let channel = match watch(channel, Interest::READABLE) {
-            Ok(c) => Rc::new(c),
-            Err(e) => return self.watch_failed(id, e),
+        let w = match WorkerIo::new(id, pid, channel, pidfd, &self.woken) {
+            Ok(w) => w,
+            Err(e) => {
+                return self.event(Event::Error {
+                    id,
+                    code: "ERR_CLUSTER_REACTOR",
+                    message: format!("cannot watch worker {id}: {e}"),
+                })
+            }
         };
-        let exit = match watch(pidfd, Interest::READABLE) {
-            Ok(e) => e,
-            Err(e) => return self.watch_failed(id, e),
-        };
-        let w = Rc::new(WorkerIo {
-            channel: RefCell::new(Some(channel)),
-            blocked: Notify::new(),
-            paused: Cell::new(false),
-            resumed: Notify::new(),
-            tasks: RefCell::default(),
-        });
-        self.workers.borrow_mut().insert(id, w.clone());
-        self.pids.borrow_mut().insert(id, pid);
+        self.workers.insert(id, w);
         self.input(Input::Adopted {
             id,
             serialization: ser,
         });
-        let tasks = [
-            tokio::task::spawn_local(self.clone().reader(id, w.clone())),
-            tokio::task::spawn_local(self.clone().writer(id, w.clone())),
-        ];
-        w.tasks.borrow_mut().extend(tasks);
-        tokio::task::spawn_local(self.clone().exit_watch(id, pid, exit));
-    }
-
-    fn watch_failed(&self, id: u32, e: io::Error) {
-        self.event(Event::Error {
-            id,
-            code: "ERR_CLUSTER_REACTOR",
-            message: format!("cannot watch worker {id}: {e}"),
-        });
+        // First polls register the wakers.
+        self.queue.push(Source::Channel(id));
+        self.queue.push(Source::Exit(id));
     }
 
     /// Feeds one input to the protocol and performs what follows from it.
-    fn input(self: &Rc<Self>, input: Input<'_>) {
-        self.protocol.borrow_mut().handle(input);
+    fn input(&mut self, input: Input<'_>) {
+        self.protocol.handle(input);
         self.drain();
     }
 
     /// An event for JavaScript, sent at the end of the turn (or once
     /// JavaScript has taken the batch before). A worker's messages join its
     /// messages before them when nothing came between.
-    fn event(&self, e: Event<OwnedFd>) {
+    fn event(&mut self, e: Event<OwnedFd>) {
         if let Some(id) = e.worker() {
             if self.flow.waiting(id, e.data_len()) {
-                if let Some(w) = self.workers.borrow().get(&id) {
-                    w.paused.set(true);
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.paused = true;
                 }
             }
         }
-        let mut batch = self.batch.borrow_mut();
-        let e = match batch.last_mut().filter(|l| l.data_len() < BATCH_BYTES) {
+        let e = match self.batch.last_mut().filter(|l| l.data_len() < BATCH_BYTES) {
             Some(last) => match last.merge(e) {
-                Ok(()) => return self.turn_end.notify_one(),
+                Ok(()) => return,
                 Err(e) => e,
             },
             None => e,
         };
-        batch.push(e);
-        drop(batch);
-        self.turn_end.notify_one();
+        self.batch.push(e);
     }
 
-    fn drain(self: &Rc<Self>) {
-        loop {
-            let out = self.protocol.borrow_mut().poll_output();
-            let Some(out) = out else {
-                return;
-            };
+    fn drain(&mut self) {
+        while let Some(out) = self.protocol.poll_output() {
             self.perform(out);
         }
     }
 
-    fn perform(self: &Rc<Self>, out: Output) {
+    fn perform(&mut self, out: Output) {
         match out {
             Output::Event(e) => {
-                let e = e.map_fd(|fd| self.fds.borrow_mut().take(fd));
+                let e = e.map_fd(|fd| self.fds.take(fd));
                 self.event(e);
             }
             Output::Transmit { id } => {
-                let mut dirty = self.dirty.borrow_mut();
-                if !dirty.contains(&id) {
-                    dirty.push(id);
+                if !self.dirty.contains(&id) {
+                    self.dirty.push(id);
                 }
             }
             Output::CloseChannel { id } => {
                 self.flow.closed(id);
-                let w = self.workers.borrow().get(&id).cloned();
-                if let Some(w) = w {
+                if let Some(w) = self.workers.get_mut(&id) {
                     w.close();
                 }
             }
@@ -424,17 +392,17 @@ impl Driver {
             }
             Output::Open { bind, spec } => self.open(bind, spec),
             Output::Accept { listener, peer } => self.accept_on(listener, peer),
-            Output::StopAccept { listener } => self.fds.borrow_mut().stop_acceptor(listener),
+            Output::StopAccept { listener } => self.fds.stop_acceptor(listener),
             Output::Close { fd } => {
-                self.fds.borrow_mut().close(fd);
+                self.fds.close(fd);
             }
         }
     }
 
     /// Opens a server's socket: a passed one (socket activation) if it
     /// matches, else JavaScript listens (Node's round-robin way) or we bind.
-    fn open(self: &Rc<Self>, bind: u32, spec: OpenSpec) {
-        let passed = self.activation.borrow().find(&spec);
+    fn open(&mut self, bind: u32, spec: OpenSpec) {
+        let passed = self.activation.find(&spec);
         let result = match (passed, spec) {
             (Some(found), _) => found
                 .map(|fd| self.opened(fd, None))
@@ -446,296 +414,233 @@ impl Driver {
                 .map(|o| self.opened(o.fd, o.unlink))
                 .map_err(|e| neg_errno(&e)),
         };
-        self.protocol
-            .borrow_mut()
-            .handle(Input::Opened { bind, result });
+        self.protocol.handle(Input::Opened { bind, result });
     }
 
     /// The end of a turn: write what is pending, then hand JavaScript the
     /// turn's events.
-    fn end_turn(self: &Rc<Self>) {
+    fn end_turn(&mut self) {
         self.write_dirty();
-        if self.batch.borrow().is_empty() || !self.flow.may_hand() {
+        if self.batch.is_empty() || !self.flow.may_hand() {
             return;
         }
-        let batch = {
-            let mut held = self.batch.borrow_mut();
-            let mut bytes = 0;
-            let cut = held
-                .iter()
-                .position(|e| {
-                    bytes += e.data_len();
-                    bytes >= BATCH_BYTES
-                })
-                .map_or(held.len(), |i| i + 1);
-            let rest = held.split_off(cut);
-            // The rest goes once JavaScript has taken this part.
-            if !rest.is_empty() && !self.flow.hold() {
-                self.turn_end.notify_one();
+        let mut bytes = 0;
+        let cut = self
+            .batch
+            .iter()
+            .position(|e| {
+                bytes += e.data_len();
+                bytes >= BATCH_BYTES
+            })
+            .map_or(self.batch.len(), |i| i + 1);
+        let rest = self.batch.split_off(cut);
+        // The rest goes once JavaScript has taken this part.
+        if !rest.is_empty() && !self.flow.hold() {
+            self.hand_again = true;
+        }
+        let batch = std::mem::replace(&mut self.batch, rest);
+        (self.sink)(batch);
+    }
+
+    fn write_dirty(&mut self) {
+        while !self.dirty.is_empty() {
+            let mut ids = std::mem::replace(&mut self.dirty, std::mem::take(&mut self.writing));
+            for &id in &ids {
+                self.write(id);
             }
-            std::mem::replace(&mut *held, rest)
+            ids.clear();
+            self.writing = ids;
+        }
+    }
+
+    /// Writes worker `id`'s pending frames, unless a write is already
+    /// waiting for the channel to take more (that one writes them all).
+    fn write(&mut self, id: u32) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
         };
-        (self.sink.borrow_mut())(batch);
-    }
-
-    fn write_dirty(self: &Rc<Self>) {
-        loop {
-            let ids = std::mem::take(&mut *self.dirty.borrow_mut());
-            if ids.is_empty() {
-                return;
-            }
-            for id in ids {
-                if self.write(id) == Write::Blocked {
-                    if let Some(w) = self.workers.borrow().get(&id) {
-                        w.blocked.notify_one();
-                    }
-                }
-            }
-        }
-    }
-
-    /// Writes worker `id`'s pending frames until done or the socket is full.
-    fn write(self: &Rc<Self>, id: u32) -> Write {
-        let Some(ch) = self.workers.borrow().get(&id).and_then(|w| w.channel()) else {
-            return Write::Done;
+        let Some(ch) = &w.channel else {
+            return;
         };
-        let mut failed = false;
-        let mut status = Write::Done;
-        {
-            let mut p = self.protocol.borrow_mut();
-            p.transmitting(id);
-            let fds = self.fds.borrow();
-            while let Some((bytes, fd)) = p.transmit(id) {
-                let raw = match fd {
-                    Some(token) => match fds.raw(token) {
-                        Some(raw) => Some(raw),
-                        None => {
-                            // Cannot happen while the outbox holds the
-                            // token; sending the frame without it would
-                            // desynchronise the worker, so give up on it.
-                            failed = true;
-                            break;
-                        }
-                    },
-                    None => None,
-                };
-                match scm::send(ch.as_raw_fd(), bytes, raw) {
-                    Ok(n) => self.flow.written(id, p.written(id, n)),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        status = Write::Blocked;
-                        break;
-                    }
-                    // EPIPE/ECONNRESET: the worker is gone; its exit follows.
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
+        if w.writable.is_some() {
+            return;
+        }
+        match channel::write(
+            &mut self.protocol,
+            &self.fds,
+            &self.flow,
+            id,
+            ch.as_raw_fd(),
+        ) {
+            Write::Done => self.drain(),
+            Write::Blocked => {
+                if w.watch_writable().is_ok() {
+                    self.queue.push(Source::Writable(id));
+                    self.drain();
+                } else {
+                    // Out of descriptors: the frames could never be written.
+                    self.input(Input::ChannelClosed { id });
                 }
             }
+            Write::Failed => self.input(Input::ChannelClosed { id }),
         }
-        if failed {
-            self.input(Input::ChannelClosed { id });
-        } else {
-            self.drain();
-        }
-        status
     }
 
-    /// Reads a worker's channel; `drain`: to the end (the worker exited).
-    fn read(self: &Rc<Self>, id: u32, fd: RawFd, buf: &mut [u8], drain: bool) -> Read {
-        let mut reads = 0;
-        while drain || reads < READ_BATCH {
-            reads += 1;
-            let mut received = Vec::new();
-            match scm::recv(fd, buf, &mut received) {
-                Ok(0) => {
-                    self.input(Input::ChannelClosed { id });
-                    return Read::Closed;
-                }
-                Ok(n) => {
-                    let got_fds = !received.is_empty();
-                    let fds = {
-                        let mut table = self.fds.borrow_mut();
-                        received.into_iter().map(|f| table.insert(f)).collect()
-                    };
-                    self.input(Input::Received {
-                        id,
-                        bytes: &buf[..n],
-                        fds,
-                    });
-                    // A short read without descriptors means the socket was
-                    // empty (a read stops early only after a message that
-                    // carried descriptors), which saves the EAGAIN round
-                    // trip.
-                    if n < buf.len() && !got_fds && !drain {
-                        return Read::Drained;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::Drained,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.input(Input::ChannelClosed { id });
-                    return Read::Closed;
-                }
-            }
-        }
-        Read::More
-    }
-
-    async fn reader(self: Rc<Self>, id: u32, w: Rc<WorkerIo>) {
-        let mut buf = vec![0u8; READ_BUFFER];
+    fn poll_channel(&mut self, id: u32) {
         loop {
-            if w.paused.get() {
-                // Until JavaScript catches up; the kernel holds the rest
-                // and, once its buffer is full, throttles the worker.
-                w.resumed.notified().await;
-                continue;
-            }
-            let Some(ch) = w.channel() else {
+            let Some(w) = self.workers.get(&id) else {
                 return;
             };
-            let mut guard = match ch.readable().await {
-                Ok(g) => g,
-                Err(_) => {
+            let Some(ch) = w.channel.as_ref().filter(|_| !w.paused) else {
+                return;
+            };
+            let mut cx = Context::from_waker(&w.read_waker);
+            let read = match ch.poll_read_ready(&mut cx) {
+                Poll::Pending => return,
+                Poll::Ready(Err(_)) => {
                     self.input(Input::ChannelClosed { id });
                     return;
                 }
-            };
-            let read = self.read(id, ch.as_raw_fd(), &mut buf, false);
-            self.write_dirty();
-            match read {
-                Read::Drained => guard.clear_ready(),
-                Read::More => {
-                    drop(guard);
-                    tokio::task::yield_now().await;
+                Poll::Ready(Ok(mut guard)) => {
+                    let fd = ch.as_raw_fd();
+                    let buf = &mut self.read_buf;
+                    let read = channel::read(&mut self.protocol, &mut self.fds, id, fd, buf, false);
+                    if read == Read::Drained {
+                        guard.clear_ready();
+                    }
+                    read
                 }
+            };
+            self.drain();
+            match read {
+                // Again, to register the waker (or stop if now paused).
+                Read::Drained => {}
+                Read::More => return self.again.push(Source::Channel(id)),
                 Read::Closed => return,
             }
         }
     }
 
-    /// Waits for writability after a write found the socket full. The
-    /// channel is watched for it only meanwhile, through a copy of its
-    /// descriptor: watched all the time, every read by the worker would
-    /// wake the thread for nothing.
-    async fn writer(self: Rc<Self>, id: u32, w: Rc<WorkerIo>) {
+    fn poll_writable(&mut self, id: u32) {
         loop {
-            w.blocked.notified().await;
-            let Some(ch) = w.channel() else {
+            let Some(w) = self.workers.get(&id) else {
                 return;
             };
-            let copy = sys::dup_cloexec(ch.as_raw_fd());
-            drop(ch);
-            let Ok(afd) = copy.and_then(|fd| watch(fd, Interest::WRITABLE)) else {
-                // Out of descriptors: the frames could never be written.
-                self.input(Input::ChannelClosed { id });
+            let (Some(afd), Some(ch)) = (&w.writable, &w.channel) else {
                 return;
             };
-            loop {
-                let Ok(mut guard) = afd.writable().await else {
-                    return;
-                };
-                if self.write(id) == Write::Done {
-                    break;
+            let mut cx = Context::from_waker(&w.write_waker);
+            let status = match afd.poll_write_ready(&mut cx) {
+                Poll::Pending => return,
+                // Only when the reactor is gone.
+                Poll::Ready(Err(_)) => Write::Failed,
+                Poll::Ready(Ok(mut guard)) => {
+                    let fd = ch.as_raw_fd();
+                    let s = channel::write(&mut self.protocol, &self.fds, &self.flow, id, fd);
+                    if s == Write::Blocked {
+                        guard.clear_ready();
+                    }
+                    s
                 }
-                guard.clear_ready();
+            };
+            match status {
+                // Again, to register the waker.
+                Write::Blocked => self.drain(),
+                Write::Done => {
+                    if let Some(w) = self.workers.get_mut(&id) {
+                        w.writable = None;
+                    }
+                    return self.drain();
+                }
+                Write::Failed => return self.input(Input::ChannelClosed { id }),
             }
-            drop(afd);
         }
     }
 
-    async fn exit_watch(self: Rc<Self>, id: u32, pid: i32, exit: AsyncFd<Arc<OwnedFd>>) {
+    fn poll_exit(&mut self, id: u32) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let Some(exit) = &w.exit else {
+            return;
+        };
+        let mut cx = Context::from_waker(&w.exit_waker);
         let status = loop {
-            let Ok(mut guard) = exit.readable().await else {
-                return;
-            };
-            match sys::try_reap(pid) {
-                Ok(Some(status)) => break status,
-                Ok(None) => guard.clear_ready(),
-                // ECHILD: someone else reaped it (a stray waitpid(-1) in the
-                // process). It is gone and its status is lost; report it as
-                // killed rather than keep the worker alive forever.
-                Err(_) => break ExitStatus::Signal(libc::SIGKILL),
+            match exit.poll_read_ready(&mut cx) {
+                Poll::Pending => return,
+                Poll::Ready(Err(_)) => {
+                    w.exit = None;
+                    return;
+                }
+                Poll::Ready(Ok(mut guard)) => match sys::try_reap(w.pid) {
+                    Ok(Some(status)) => break status,
+                    Ok(None) => guard.clear_ready(),
+                    // ECHILD: someone else reaped it (a stray waitpid(-1) in
+                    // the process). It is gone and its status is lost;
+                    // report it as killed rather than keep the worker alive
+                    // forever.
+                    Err(_) => break ExitStatus::Signal(libc::SIGKILL),
+                },
             }
         };
-        drop(exit);
+        self.exited(id, status);
+    }
+
+    fn exited(&mut self, id: u32, status: ExitStatus) {
         if let Ok(mut map) = self.pidfds.lock() {
             map.remove(&id);
         }
-        self.pids.borrow_mut().remove(&id);
         // Everything the worker wrote before dying is already in the socket:
         // deliver it, then the disconnect, then the exit.
-        let w = self.workers.borrow_mut().remove(&id);
-        if let Some(w) = w {
-            if let Some(ch) = w.channel() {
-                let mut buf = vec![0u8; READ_BUFFER];
-                self.read(id, ch.as_raw_fd(), &mut buf, true);
+        if let Some(w) = self.workers.remove(&id) {
+            if let Some(ch) = &w.channel {
+                let (buf, fd) = (&mut self.read_buf, ch.as_raw_fd());
+                channel::read(&mut self.protocol, &mut self.fds, id, fd, buf, true);
             }
-            w.close();
         }
+        self.drain();
         self.input(Input::Exited { id, status });
-        self.write_dirty();
     }
 
-    fn accept_on(self: &Rc<Self>, listener: FdId, peer: bool) {
-        let fd = {
-            let fds = self.fds.borrow();
-            if fds.accepting(listener) {
-                return;
-            }
-            match fds.shared(listener) {
-                Some(fd) => fd,
-                None => return,
-            }
+    fn accept_on(&mut self, listener: FdId, peer: bool) {
+        if self.fds.accepting(listener) {
+            return;
+        }
+        let Some(fd) = self.fds.raw(listener) else {
+            return;
         };
         // A socket nobody listened on (a reuseport worker left before it
         // listened) has nothing to accept; polling it would spin.
-        if !sockets::is_listening(fd.as_raw_fd()) {
+        if !sockets::is_listening(fd) {
             return;
         }
-        let Ok(afd) = watch(fd, Interest::READABLE) else {
+        let waker = self.woken.waker(Source::Accept(listener));
+        let Ok(acceptor) = Acceptor::new(fd, peer, waker) else {
             return;
         };
-        let task = tokio::task::spawn_local(self.clone().acceptor(listener, afd, peer));
-        self.fds.borrow_mut().set_acceptor(listener, task);
+        self.fds.set_acceptor(listener, acceptor);
+        self.queue.push(Source::Accept(listener));
     }
 
-    async fn acceptor(self: Rc<Self>, listener: FdId, afd: AsyncFd<Rc<OwnedFd>>, peer: bool) {
-        loop {
-            let Ok(mut guard) = afd.readable().await else {
-                return;
-            };
-            let mut accepted = 0;
-            while accepted < ACCEPT_BATCH {
-                match sockets::accept(afd.as_raw_fd(), peer) {
-                    Ok((conn, peer)) => {
-                        accepted += 1;
-                        let conn = self.fds.borrow_mut().insert(conn);
-                        self.input(Input::Accepted {
-                            listener,
-                            conn,
-                            peer,
-                        });
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        guard.clear_ready();
-                        break;
-                    }
-                    // The client gave up before we took it: next one.
-                    Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {}
-                    // EMFILE and the like: this connection is skipped, as
-                    // Node does; the next arrival wakes us again.
-                    Err(_) => {
-                        guard.clear_ready();
-                        break;
-                    }
-                }
-            }
-            self.write_dirty();
-            if accepted == ACCEPT_BATCH {
-                drop(guard);
-                tokio::task::yield_now().await;
-            }
+    fn poll_acceptor(&mut self, listener: FdId) {
+        let Some(acceptor) = self.fds.acceptor(listener) else {
+            return;
+        };
+        let mut conns = std::mem::take(&mut self.accepted);
+        let state = acceptor.poll(&mut conns);
+        for (conn, peer) in conns.drain(..) {
+            let conn = self.fds.insert(conn);
+            self.input(Input::Accepted {
+                listener,
+                conn,
+                peer,
+            });
+        }
+        self.accepted = conns;
+        match state {
+            Accepting::Idle => {}
+            Accepting::More => self.again.push(Source::Accept(listener)),
+            Accepting::Gone => self.fds.stop_acceptor(listener),
         }
     }
 }

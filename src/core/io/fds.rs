@@ -1,27 +1,28 @@
 //! The driver's descriptor table: every descriptor the protocol refers to
 //! by token ([`FdId`]) lives here until the protocol releases the token
 //! (`Output::Close`) or gives it to JavaScript. Tokens are never reused.
+//! A listening socket being accepted on also holds its [`Acceptor`] here,
+//! so that whatever removes the descriptor deregisters it first.
 
+use crate::core::hash::IdMap;
+use crate::core::io::accept::Acceptor;
 use crate::core::protocol::fd::FdId;
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::rc::Rc;
-use tokio::task::JoinHandle;
 
 struct Slot {
-    /// Shared with an acceptor task while one runs, so the descriptor is
-    /// closed only after the task has deregistered it.
-    fd: Rc<OwnedFd>,
+    /// Declared before `fd`, so also dropped before it: the reactor must
+    /// forget a descriptor before it is closed (its number may be reused).
+    acceptor: Option<Acceptor>,
+    fd: OwnedFd,
     /// A Unix socket file we bound: removed when the descriptor is closed,
     /// as libuv does for its own pipe servers.
     unlink: Option<PathBuf>,
-    acceptor: Option<JoinHandle<()>>,
 }
 
 #[derive(Default)]
 pub struct Fds {
-    slots: HashMap<u64, Slot>,
+    slots: IdMap<u64, Slot>,
     next: u64,
 }
 
@@ -37,9 +38,9 @@ impl Fds {
         self.slots.insert(
             id,
             Slot {
-                fd: Rc::new(fd),
-                unlink,
                 acceptor: None,
+                fd,
+                unlink,
             },
         );
         FdId(id)
@@ -49,52 +50,43 @@ impl Fds {
         self.slots.get(&id.0).map(|s| s.fd.as_raw_fd())
     }
 
-    pub fn shared(&self, id: FdId) -> Option<Rc<OwnedFd>> {
-        self.slots.get(&id.0).map(|s| s.fd.clone())
-    }
-
     pub fn accepting(&self, id: FdId) -> bool {
         self.slots.get(&id.0).is_some_and(|s| s.acceptor.is_some())
     }
 
-    pub fn set_acceptor(&mut self, id: FdId, task: JoinHandle<()>) {
-        match self.slots.get_mut(&id.0) {
-            Some(slot) => {
-                if let Some(old) = slot.acceptor.replace(task) {
-                    old.abort();
-                }
-            }
-            None => task.abort(),
+    pub fn acceptor(&self, id: FdId) -> Option<&Acceptor> {
+        self.slots.get(&id.0)?.acceptor.as_ref()
+    }
+
+    /// Accepts on `id` with `acceptor`, which must watch that descriptor.
+    pub fn set_acceptor(&mut self, id: FdId, acceptor: Acceptor) {
+        if let Some(slot) = self.slots.get_mut(&id.0) {
+            slot.acceptor = Some(acceptor);
         }
     }
 
     pub fn stop_acceptor(&mut self, id: FdId) {
-        if let Some(task) = self.slots.get_mut(&id.0).and_then(|s| s.acceptor.take()) {
-            task.abort();
+        if let Some(slot) = self.slots.get_mut(&id.0) {
+            slot.acceptor = None;
         }
     }
 
-    /// Takes a descriptor out (JavaScript owns it from now on). `None` if
-    /// it is shared with a task, which the protocol never allows for a
-    /// descriptor it hands over.
+    /// Takes a descriptor out (JavaScript owns it from now on), no longer
+    /// accepted on.
     pub fn take(&mut self, id: FdId) -> Option<OwnedFd> {
-        let slot = self.slots.remove(&id.0)?;
-        if let Some(task) = slot.acceptor {
-            task.abort();
-        }
-        Rc::try_unwrap(slot.fd).ok()
+        let mut slot = self.slots.remove(&id.0)?;
+        drop(slot.acceptor.take());
+        Some(slot.fd)
     }
 
-    /// Releases a token: the descriptor is closed (once no task holds it).
-    /// `false` for a token that is not in the table.
+    /// Releases a token: the descriptor is closed (after its acceptor is
+    /// deregistered). `false` for a token that is not in the table.
     pub fn close(&mut self, id: FdId) -> bool {
-        let Some(slot) = self.slots.remove(&id.0) else {
+        let Some(mut slot) = self.slots.remove(&id.0) else {
             return false;
         };
-        if let Some(task) = slot.acceptor {
-            task.abort();
-        }
-        if let Some(path) = slot.unlink {
+        drop(slot.acceptor.take());
+        if let Some(path) = slot.unlink.take() {
             // Already gone (someone else removed it) is fine.
             let _ = std::fs::remove_file(path);
         }

@@ -9,23 +9,26 @@
 //! descriptor tokens, `sockets`/`scm`/`sys` the syscalls, `spawn` the
 //! fork/exec path.
 
+mod accept;
 mod activation;
+mod channel;
 mod driver;
 mod fds;
 mod open;
 pub mod procfs;
 pub mod scm;
 pub mod sockets;
+mod source;
 pub mod spawn;
 pub mod sys;
 
 use crate::core::codec::framing::Serialization;
+use crate::core::hash::IdMap;
 use crate::core::protocol::backlog::Backlog;
 use crate::core::protocol::balance::Policy;
 use crate::core::protocol::counters::WorkerCounters;
 use crate::core::protocol::event::Event;
 use spawn::{ChildEnds, Prepared, SpawnError, SpawnSpec};
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex};
@@ -52,11 +55,11 @@ pub type Sink = Box<dyn FnMut(Vec<Event<OwnedFd>>) + Send>;
 
 /// Exit-notification descriptors, shared with the JavaScript thread so it can
 /// signal a worker without racing the reaper.
-pub type PidFds = Arc<Mutex<HashMap<u32, Arc<OwnedFd>>>>;
+pub type PidFds = Arc<Mutex<IdMap<u32, Arc<OwnedFd>>>>;
 
 /// How each launch ended (pid, or errno), until the JavaScript thread has
 /// asked; the condvar wakes a thread waiting for a pid.
-pub type Launches = Arc<(Mutex<HashMap<u32, Result<i32, i32>>>, Condvar)>;
+pub type Launches = Arc<(Mutex<IdMap<u32, Result<i32, i32>>>, Condvar)>;
 
 /// Flow control shared by the I/O thread and the JavaScript thread: how
 /// much of each worker's data waits for JavaScript (reading pauses above a
@@ -69,7 +72,7 @@ pub type Launches = Arc<(Mutex<HashMap<u32, Result<i32, i32>>>, Condvar)>;
 pub struct Flow {
     backlog: Arc<Mutex<Backlog>>,
     batches: Arc<Mutex<Batches>>,
-    unwritten: Arc<Mutex<HashMap<u32, usize>>>,
+    unwritten: Arc<Mutex<IdMap<u32, usize>>>,
     /// One batch at a time: the consumer reports each taken batch
     /// ([`Flow::batch_taken`]) and sends `Command::Deliver` when told to.
     /// Without (`Flow::default()`), every turn's batch goes at once.
