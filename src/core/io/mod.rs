@@ -5,9 +5,13 @@
 //! it reads, feeds the protocol, and does what the protocol says.
 //!
 //! This module is its public face: [`Primary`] starts the thread and feeds
-//! it [`Command`]s from JavaScript; `driver` is the loop, `fds` the table of
-//! descriptor tokens, `sockets`/`scm`/`sys` the syscalls, `spawn` the
-//! fork/exec path.
+//! it [`Command`]s from JavaScript. `driver` is the loop: one future under
+//! `block_on` that owns and polls every source itself, no spawned tasks;
+//! `source` names the sources and gives each a waker, so a turn polls only
+//! those that woke; `channel` reads and writes a worker's channel, `accept`
+//! accepts on a listening socket; `fds` is the table of descriptor tokens
+//! (listening sockets hold their acceptor there); `sockets`/`scm`/`sys` are
+//! the syscalls, `spawn` the fork/exec path.
 
 mod accept;
 mod activation;
