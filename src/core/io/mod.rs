@@ -10,8 +10,9 @@
 //! `source` names the sources and gives each a waker, so a turn polls only
 //! those that woke; `channel` reads and writes a worker's channel, `accept`
 //! accepts on a listening socket; `fds` is the table of descriptor tokens
-//! (listening sockets hold their acceptor there); `sockets`/`scm`/`sys` are
-//! the syscalls, `spawn` the fork/exec path.
+//! (listening sockets hold their acceptor there); `activation` the sockets
+//! a service manager passed; `procfs` the `/proc` figures of `stats()`;
+//! `sockets`/`scm`/`sys` are the syscalls, `spawn` the fork/exec path.
 
 mod accept;
 mod activation;
