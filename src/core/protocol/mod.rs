@@ -13,7 +13,9 @@
 //! their socket), `handoff` (accepted connections → `newconn`), `reuseport`
 //! (per-worker sockets and what a leaving worker leaves behind), `servers`
 //! and `balance` (the registry and the policies), `outbox` (ordered frames
-//! and the handle ACK gate), `workers` (the worker table).
+//! and the handle ACK gate), `workers` (the worker table), `gate` (which
+//! workers get new connections), `counters` (per-worker figures for
+//! `cluster.stats()`).
 
 mod acts;
 pub mod backlog;
