@@ -6,6 +6,7 @@ import http from 'node:http';
 import os from 'node:os';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { untilRefusalsEnd } from './helpers.mjs';
 
 const example = fileURLToPath(new URL('../examples/seed.mjs', import.meta.url));
 const get = () => new Promise((resolve, reject) => {
@@ -35,6 +36,7 @@ test('examples/seed.mjs: N workers start, each receives the greeting, all serve 
   });
   assert.match(out, /^Primary \d+ is running$/m);
   assert.equal(count(/Primary forked worker: {2}\d+/g), n);
+  await untilRefusalsEnd(get);
   for (let i = 0; i < 2 * n; i++) assert.equal(await get(), 'hello world\n');
   // The example never stops by itself: end the primary; its workers follow
   // when their channel closes.

@@ -48,3 +48,18 @@ export function run(name, { impl = 'native', env = {}, args = [], timeout = 3000
 // Events logged by the primary, without the worker's own lines.
 export const primaryEvents = (r) => r.events.filter((e) => e[0] === 'P').map((e) => e.slice(1));
 export const workerEvents = (r) => r.events.filter((e) => e[0] === 'W').map((e) => e.slice(1));
+
+// The seed example prints "Worker N started" right after calling listen(),
+// before the primary has opened the port (as with node:cluster): retries
+// `request` while the port refuses, for up to `ms`.
+export async function untilRefusalsEnd(request, ms = 5000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await request();
+    } catch (err) {
+      if (err.code !== 'ECONNREFUSED' || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
