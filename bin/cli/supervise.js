@@ -280,7 +280,8 @@ function run(cluster, app, opts) {
       clearTimeout(slot.timer);
       const worker = slot.worker;
       if (worker && !worker.isDead()) {
-        live.get(worker).slot = null;
+        const info = live.get(worker);
+        if (info) info.slot = null;
         if (worker.isConnected()) worker.disconnect();
         setTimeout(() => { if (!worker.isDead()) worker.process.kill('SIGKILL'); }, opts.killTimeout).unref();
       }
