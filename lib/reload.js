@@ -55,7 +55,7 @@ const SETTLE_MS = 100;
 async function handoffsAnswered(worker) {
   const end = Date.now() + DRAIN_LIMIT_MS;
   while (Date.now() < end && !worker.isDead()) {
-    const figures = native.stats(DRAIN_LIMIT_MS).workers.find((w) => w.id === worker.id);
+    const figures = native.stats(DRAIN_LIMIT_MS, false).workers.find((w) => w.id === worker.id);
     if (figures === undefined || figures.inFlight === 0) break;
     await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
   }

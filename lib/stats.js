@@ -24,7 +24,7 @@ function usage(u) {
 
 function stats(cluster, started) {
   const now = Date.now();
-  const figures = started ? native.stats(STATS_TIMEOUT_MS) : { primary: null, workers: [] };
+  const figures = started ? native.stats(STATS_TIMEOUT_MS, true) : { primary: null, workers: [] };
   const byId = new Map(figures.workers.map((w) => [w.id, w]));
   const mem = process.memoryUsage.rss();
   const cpu = process.cpuUsage();

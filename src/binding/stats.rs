@@ -41,11 +41,15 @@ fn usage(u: Usage) -> ProcessUsage {
 }
 
 /// Gathered on the I/O thread; waits for it at most `timeout_ms`.
+/// `with_usage: false` skips the `/proc` reads (counters only).
 #[napi]
-pub fn stats(timeout_ms: u32) -> Result<Figures> {
+pub fn stats(timeout_ms: u32, with_usage: bool) -> Result<Figures> {
     let report = with_primary(|s| {
         s.primary
-            .stats(std::time::Duration::from_millis(timeout_ms.into()))
+            .stats(
+                with_usage,
+                std::time::Duration::from_millis(timeout_ms.into()),
+            )
             .map_err(core_err)
     })?;
     Ok(Figures {

@@ -260,8 +260,8 @@ impl Driver {
             }
             Command::Timer { timer } => self.input(Input::Timer { timer }),
             Command::Gate { id, open } => self.input(Input::Gate { id, open }),
-            Command::Stats(reply) => {
-                let _ = reply.send(self.stats());
+            Command::Stats { usage, reply } => {
+                let _ = reply.send(self.stats(usage));
             }
             Command::Activate { fds } => {
                 self.activation.adopt(&fds);
@@ -273,8 +273,9 @@ impl Driver {
         }
     }
 
-    /// The protocol's counters with each worker's `/proc` figures.
-    fn stats(&self) -> StatsReport {
+    /// The protocol's counters, with (`usage`) each process's `/proc`
+    /// figures.
+    fn stats(&self, usage: bool) -> StatsReport {
         let workers = self
             .protocol
             .counters()
@@ -282,14 +283,14 @@ impl Driver {
             .map(|counters| {
                 let pid = self.workers.get(&counters.id).map(|w| w.pid);
                 WorkerReport {
-                    usage: pid.and_then(|p| procfs::usage(Some(p))),
+                    usage: pid.filter(|_| usage).and_then(|p| procfs::usage(Some(p))),
                     pid,
                     counters,
                 }
             })
             .collect();
         StatsReport {
-            primary: procfs::usage(None),
+            primary: if usage { procfs::usage(None) } else { None },
             workers,
         }
     }

@@ -245,8 +245,12 @@ pub enum Command {
     Resume {
         id: u32,
     },
-    /// Counters and `/proc` readings of the primary and every worker.
-    Stats(crossbeam_channel::Sender<StatsReport>),
+    /// Counters of every worker and, with `usage`, `/proc` readings of the
+    /// primary and every worker.
+    Stats {
+        usage: bool,
+        reply: crossbeam_channel::Sender<StatsReport>,
+    },
     /// Sockets a service manager passed (socket activation), by number.
     Activate {
         fds: Vec<i32>,
@@ -372,11 +376,16 @@ impl Primary {
         Ok(queued)
     }
 
-    /// The primary's and the workers' figures, gathered on the I/O thread
-    /// (at most `timeout`).
-    pub fn stats(&self, timeout: std::time::Duration) -> Result<StatsReport, CoreError> {
+    /// The workers' counters and, with `usage`, the primary's and the
+    /// workers' `/proc` figures, gathered on the I/O thread (at most
+    /// `timeout`).
+    pub fn stats(
+        &self,
+        usage: bool,
+        timeout: std::time::Duration,
+    ) -> Result<StatsReport, CoreError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.command(Command::Stats(tx))?;
+        self.command(Command::Stats { usage, reply: tx })?;
         rx.recv_timeout(timeout).map_err(|_| CoreError::Stopped)
     }
 
