@@ -144,4 +144,4 @@ async function request(name, body, env) {
   });
 }
 
-module.exports = { serve, request, names, socketPath, directory };
+module.exports = { serve, request, names, directory };

@@ -23,9 +23,4 @@ function open(worker, reason) {
   if (set.size === 0 && !worker.isDead()) native.gate(worker.id, true);
 }
 
-function isOpen(worker) {
-  const set = reasons.get(worker);
-  return set === undefined || set.size === 0;
-}
-
-module.exports = { close, open, isOpen };
+module.exports = { close, open };

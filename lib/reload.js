@@ -143,4 +143,4 @@ function createReload(cluster, fork) {
   };
 }
 
-module.exports = { createReload, retire, validate };
+module.exports = { createReload };

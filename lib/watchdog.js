@@ -93,4 +93,4 @@ function isUnresponsive(worker) {
   return watched.get(worker)?.unresponsive === true;
 }
 
-module.exports = { BEAT, workerEnv, watch, lastBeat, isUnresponsive, beatInterval };
+module.exports = { workerEnv, watch, lastBeat, isUnresponsive };

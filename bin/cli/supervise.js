@@ -155,7 +155,9 @@ function run(cluster, app, opts) {
     if (opts.maxRestarts !== undefined && restarts.length > opts.maxRestarts) {
       log(`${name(worker)} crashed (${describeExit(code, signal)}): ${restarts.length} crashes within ` +
         `${opts.restartWindow} ms, over --max-restarts ${opts.maxRestarts}; stopping`);
-      giveUp();
+      // A graceful stop that exits non-zero.
+      forced = true;
+      stop('giving up');
       return;
     }
     slot.crashes = now - info.startedAt < STABLE_MS ? slot.crashes + 1 : 1;
@@ -176,18 +178,6 @@ function run(cluster, app, opts) {
     if (live.size > 0 || reloading || slots.some((s) => s.timer)) return;
     log('no workers left; exiting');
     process.exit(0);
-  }
-
-  // --max-restarts exceeded: stop everything and exit non-zero.
-  function giveUp() {
-    stopping = true;
-    forced = true;
-    for (const slot of slots) clearTimeout(slot.timer);
-    for (const worker of live.keys()) {
-      if (worker.isConnected()) worker.disconnect();
-    }
-    killTimer = setTimeout(killAll, opts.killTimeout);
-    finishIfDone();
   }
 
   function killAll() {
