@@ -113,10 +113,12 @@ function run(cluster, app, opts) {
   if (opts.maxMemory > 0) {
     // Sampled every second; two samples in a row over the limit, so that a
     // short peak before a GC does not cost a worker.
+    // RSS from cluster.stats() (read from /proc on the core's I/O thread).
     setInterval(() => {
+      const rssOf = new Map(cluster.stats().workers.map((w) => [w.id, w.rss]));
       for (const [worker, info] of live) {
         if (!info.slot || info.slot.worker !== worker || worker.isDead()) continue;
-        const rss = rssMB(worker.process.pid);
+        const rss = (rssOf.get(worker.id) ?? NaN) / 1048576;
         info.overMemory = rss > opts.maxMemory ? info.overMemory + 1 : 0;
         if (info.overMemory >= 2) {
           info.overMemory = 0;
@@ -355,16 +357,6 @@ function run(cluster, app, opts) {
     slots.push({ worker: null, crashes: 0, timer: null, online: false });
   }
   for (const slot of slots) fork(slot);
-}
-
-// A process's resident set in MB (NaN once it is gone).
-function rssMB(pid) {
-  try {
-    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
-    return m ? Number(m[1]) / 1024 : NaN;
-  } catch {
-    return NaN;
-  }
 }
 
 function formatAddress(a) {
