@@ -125,8 +125,19 @@ function ERR_MISSING_ARGS(...names) {
 
 const simple = (Base, code, message) => () => makeError(Base, code, message);
 
+// Node's validateInteger for our millisecond and count options: undefined
+// passes, anything else must be an integer in [min, 2^31 - 1].
+function validateInteger(value, name, min) {
+  if (value === undefined) return;
+  if (typeof value !== 'number') throw ERR_INVALID_ARG_TYPE(name, 'number', value);
+  if (!Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
+    throw ERR_OUT_OF_RANGE(name, `an integer >= ${min} and <= 2147483647`, value);
+  }
+}
+
 module.exports = {
   makeError,
+  validateInteger,
   ERR_INVALID_ARG_TYPE,
   ERR_INVALID_ARG_VALUE,
   ERR_OUT_OF_RANGE,

@@ -124,11 +124,7 @@ function configureNative() {
 // last worker when that worker dies, so that connections wait in the
 // backlog for its replacement instead of being refused.
 function validateListenGrace(value) {
-  if (value === undefined) return;
-  if (typeof value !== 'number') throw errors.ERR_INVALID_ARG_TYPE('options.listenGrace', 'number', value);
-  if (!Number.isInteger(value) || value < 0 || value > 2 ** 31 - 1) {
-    throw errors.ERR_OUT_OF_RANGE('options.listenGrace', 'an integer >= 0 and <= 2147483647', value);
-  }
+  errors.validateInteger(value, 'options.listenGrace', 0);
 }
 
 // Our additions: readiness by the worker's own word, and the watchdog.
@@ -136,12 +132,7 @@ function validateSupervision(options) {
   if (options.waitReady !== undefined && typeof options.waitReady !== 'boolean') {
     throw errors.ERR_INVALID_ARG_TYPE('options.waitReady', 'boolean', options.waitReady);
   }
-  const t = options.heartbeatTimeout;
-  if (t === undefined) return;
-  if (typeof t !== 'number') throw errors.ERR_INVALID_ARG_TYPE('options.heartbeatTimeout', 'number', t);
-  if (!Number.isInteger(t) || t < 1 || t > 2 ** 31 - 1) {
-    throw errors.ERR_OUT_OF_RANGE('options.heartbeatTimeout', 'an integer >= 1 and <= 2147483647', t);
-  }
+  errors.validateInteger(options.heartbeatTimeout, 'options.heartbeatTimeout', 1);
 }
 
 function ensureStarted() {

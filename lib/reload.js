@@ -32,12 +32,8 @@ function validate(options) {
   }
   for (const [key, min] of [['concurrency', 1], ['readyTimeout', 0], ['killTimeout', 0]]) {
     const value = options[key];
-    if (value === undefined) continue;
-    if (typeof value !== 'number') throw errors.ERR_INVALID_ARG_TYPE(`options.${key}`, 'number', value);
-    if (!Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
-      throw errors.ERR_OUT_OF_RANGE(`options.${key}`, `an integer >= ${min} and <= 2147483647`, value);
-    }
-    out[key] = value;
+    errors.validateInteger(value, `options.${key}`, min);
+    if (value !== undefined) out[key] = value;
   }
   return out;
 }
