@@ -308,6 +308,33 @@ fn rr_server(sim: &mut Sim, workers: &[u32]) -> FdId {
     listener
 }
 
+/// A sticky server on port 8000 that `workers` joined (their replies
+/// taken); returns the listener token.
+fn sticky_server(sim: &mut Sim, workers: &[u32]) -> FdId {
+    for &w in workers {
+        sim.worker(w, Serialization::Json);
+        sim.send_json(w, &query(1, 8000, 0));
+    }
+    let listener = sim.answer_open(Ok(loopback(8000))).2.expect("socket");
+    for &w in workers {
+        sim.frames(w);
+    }
+    listener
+}
+
+/// Which of `workers` was sent connection `conn`.
+fn holder(sim: &Sim, conn: FdId, workers: &[u32]) -> u32 {
+    workers
+        .iter()
+        .copied()
+        .find(|w| {
+            sim.wires
+                .get(w)
+                .is_some_and(|wire| wire.frames.iter().any(|f| f.fd == Some(conn)))
+        })
+        .expect("someone got it")
+}
+
 /// Worker `w` takes the next `newconn` it was sent and answers it.
 fn answer_newconn(sim: &mut Sim, w: u32, accepted: bool) -> FdId {
     let frames = sim.frames(w);
@@ -927,24 +954,11 @@ fn a_worker_gated_before_it_listens_is_not_handed_off_to() {
 #[test]
 fn a_gated_sticky_worker_hands_its_waiting_clients_to_another() {
     let mut sim = Sim::with_policy(Policy::Sticky, true);
-    for w in [1, 2] {
-        sim.worker(w, Serialization::Json);
-        sim.send_json(w, &query(1, 8000, 0));
-    }
-    let listener = sim.answer_open(Ok(loopback(8000))).2.expect("socket");
-    sim.frames(1);
-    sim.frames(2);
+    let listener = sticky_server(&mut sim, &[1, 2]);
     let client: IpAddr = "10.0.0.7".parse().expect("ip");
     let first = sim.accept(listener, Some(client));
     let second = sim.accept(listener, Some(client));
-    let owner = [1u32, 2]
-        .into_iter()
-        .find(|w| {
-            sim.wires
-                .get(w)
-                .is_some_and(|wire| wire.frames.iter().any(|f| f.fd == Some(first)))
-        })
-        .expect("someone got it");
+    let owner = holder(&sim, first, &[1, 2]);
     sim.input(Input::Gate {
         id: owner,
         open: false,
@@ -956,26 +970,12 @@ fn a_gated_sticky_worker_hands_its_waiting_clients_to_another() {
 #[test]
 fn sticky_sends_one_client_to_one_worker() {
     let mut sim = Sim::with_policy(Policy::Sticky, true);
-    for w in [1, 2, 3] {
-        sim.worker(w, Serialization::Json);
-        sim.send_json(w, &query(1, 8000, 0));
-    }
-    let listener = sim.answer_open(Ok(loopback(8000))).2.expect("socket");
-    for w in [1, 2, 3] {
-        sim.frames(w);
-    }
+    let listener = sticky_server(&mut sim, &[1, 2, 3]);
     let client: IpAddr = "10.0.0.7".parse().expect("ip");
     let mut owners = BTreeSet::new();
     for _ in 0..5 {
         let conn = sim.accept(listener, Some(client));
-        let owner = [1, 2, 3]
-            .into_iter()
-            .find(|w| {
-                sim.wires
-                    .get(w)
-                    .is_some_and(|wire| wire.frames.iter().any(|f| f.fd == Some(conn)))
-            })
-            .expect("someone got it");
+        let owner = holder(&sim, conn, &[1, 2, 3]);
         assert_eq!(answer_newconn(&mut sim, owner, true), conn);
         owners.insert(owner);
     }
