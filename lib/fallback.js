@@ -8,6 +8,7 @@
 
 const nodeCluster = require('node:cluster');
 const { SCHED_REUSEPORT, SCHED_STICKY } = require('./policies.js');
+const { makeError } = require('./errors.js');
 
 function ours(cluster) {
   const env = process.env.NODE_CLUSTER_SCHED_POLICY;
@@ -27,8 +28,8 @@ function fallback(error) {
     nodeCluster[method] = function checked(...args) {
       const policy = ours(nodeCluster);
       if (policy !== null) {
-        throw Object.assign(new Error(`cluster.${policy} needs native-cluster's addon, which is not available here ` +
-          `(${error.message.split('\n')[0]})`), { code: 'ERR_NATIVE_CLUSTER_UNAVAILABLE' });
+        throw makeError(Error, 'ERR_NATIVE_CLUSTER_UNAVAILABLE', `cluster.${policy} needs native-cluster's addon, ` +
+          `which is not available here (${error.message.split('\n')[0]})`);
       }
       return original.apply(this, args);
     };

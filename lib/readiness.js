@@ -8,6 +8,7 @@
 // primary hands it no connections.
 
 const gate = require('./gate.js');
+const { makeError } = require('./errors.js');
 
 const state = new WeakMap(); // worker -> { ready, listening, want }
 
@@ -57,12 +58,11 @@ function whenReady(worker, timeout) {
       else resolve();
     };
     const onReady = () => done();
-    const onExit = (code, signal) => done(Object.assign(
-      new Error(`worker ${worker.id} exited (${signal ? `signal ${signal}` : `code ${code}`}) before it was ready`),
-      { code: 'ERR_CLUSTER_WORKER_EXITED', exitCode: code, signalCode: signal }));
-    const timer = setTimeout(() => done(Object.assign(
-      new Error(`worker ${worker.id} was not ready within ${timeout} ms`),
-      { code: 'ERR_CLUSTER_READY_TIMEOUT' })), timeout);
+    const onExit = (code, signal) => done(Object.assign(makeError(Error, 'ERR_CLUSTER_WORKER_EXITED',
+      `worker ${worker.id} exited (${signal ? `signal ${signal}` : `code ${code}`}) before it was ready`),
+    { exitCode: code, signalCode: signal }));
+    const timer = setTimeout(() => done(makeError(Error, 'ERR_CLUSTER_READY_TIMEOUT',
+      `worker ${worker.id} was not ready within ${timeout} ms`)), timeout);
     worker.on('ready', onReady);
     worker.on('exit', onExit);
   });
