@@ -38,13 +38,18 @@ function validate(options) {
   return out;
 }
 
+const { SCHED_NONE } = require('./policies.js');
+
 const DRAIN_POLL_MS = 10;
 const DRAIN_LIMIT_MS = 1000;
-// After the last handoff was answered: time for the worker to read the
+// After the last handoff was answered (or, under SCHED_NONE, after the
+// worker was asked to stop accepting): time for the worker to read the
 // request of a connection it has just accepted. Node 26's http server
 // closes a connection with no request read yet as idle when the worker
 // disconnects (its client sees ECONNRESET).
 const SETTLE_MS = 100;
+// Understood by worker_preload.cjs.
+const STOP_ACCEPTING = 'NODE_NATIVE_CLUSTER_STOP_ACCEPTING';
 
 // Resolves once no connection handed to the worker waits for its answer
 // (or after DRAIN_LIMIT_MS), and the last one had time to be read.
@@ -60,9 +65,13 @@ async function handoffsAnswered(worker) {
 
 // Closes the worker's gate, waits for its handoffs to be answered, then
 // disconnects it and kills it if it has not exited after `killTimeout`.
-async function retire(worker, killTimeout) {
+// Under SCHED_NONE the worker accepts itself, from the socket it shares
+// with the others: it is asked to close its copy first, so that nothing it
+// accepts is cut off by the disconnect.
+async function retire(worker, killTimeout, policy) {
   if (worker.isDead()) return;
   gate.close(worker, 'retiring');
+  if (policy === SCHED_NONE && worker.isConnected()) worker.process.send({ cmd: STOP_ACCEPTING });
   await handoffsAnswered(worker);
   return new Promise((resolve) => {
     if (worker.isDead()) return resolve();
@@ -92,7 +101,7 @@ function createReload(cluster, fork) {
       throw err;
     }
     const entry = { old: old.id, new: fresh.id, oldPid: old.process.pid, newPid: fresh.process.pid };
-    await retire(old, opts.killTimeout);
+    await retire(old, opts.killTimeout, cluster.schedulingPolicy);
     return entry;
   }
 

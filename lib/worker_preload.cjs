@@ -49,6 +49,33 @@ function holdUntilListened(worker) {
   worker.on('newListener', onNewListener);
 }
 
+// A reload under SCHED_NONE asks the worker it retires to stop accepting
+// before it disconnects it (reload.js): the worker closes its copy of each
+// shared listening socket (the others keep accepting from theirs) and goes
+// on serving what it has accepted. A round-robin server's handle is the
+// primary's and has no descriptor here; it is left alone.
+if (cluster.isWorker) stopAcceptingOnRequest();
+
+function stopAcceptingOnRequest() {
+  const servers = new Set();
+  const getServer = cluster._getServer;
+  cluster._getServer = function trackServer(obj, options, cb) {
+    servers.add(obj);
+    if (typeof obj.once === 'function') obj.once('close', () => servers.delete(obj));
+    return getServer.call(this, obj, options, cb);
+  };
+  process.on('internalMessage', (message) => {
+    if (message === null || typeof message !== 'object' || message.cmd !== 'NODE_NATIVE_CLUSTER_STOP_ACCEPTING') return;
+    for (const server of servers) {
+      const handle = server._handle;
+      if (handle && typeof handle.fd === 'number' && handle.fd >= 0) {
+        handle.close();
+        server._handle = null;
+      }
+    }
+  });
+}
+
 // The watchdog's heartbeat (setupPrimary({ heartbeatTimeout })): sent from
 // this event loop, so a worker that blocks it falls silent.
 const beatMs = Number(process.env.NATIVE_CLUSTER_HEARTBEAT_MS);
