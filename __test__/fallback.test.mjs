@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { here, run, primaryEvents } from './helpers.mjs';
+import { runSeedExample } from './seed_example.mjs';
 
 const root = path.join(here, '..');
 
@@ -41,6 +42,47 @@ for (const [label, addon] of [['no addon file', undefined]]) {
     }
   });
 }
+
+// The seed example installed beside a package without its addon, as
+// `import cluster from 'native-cluster'` finds it.
+function seedProject() {
+  const project = fs.mkdtempSync(path.join(os.tmpdir(), 'nc-seed-'));
+  fs.mkdirSync(path.join(project, 'node_modules'));
+  fs.renameSync(copyPackage(undefined), path.join(project, 'node_modules', 'native-cluster'));
+  fs.copyFileSync(path.join(root, 'examples', 'seed.mjs'), path.join(project, 'seed.mjs'));
+  return project;
+}
+
+test('the seed example without the addon runs on node:cluster with exactly one warning on stderr', async () => {
+  const project = seedProject();
+  try {
+    // node:cluster loses the greeting (sent before the worker listens for
+    // messages), so only the workers' start and their answers are checked.
+    const { err } = await runSeedExample(path.join(project, 'seed.mjs'), { cwd: project, greeted: false });
+    const warnings = err.split('\n').filter((l) => /Warning/.test(l));
+    assert.equal(warnings.length, 1, err);
+    assert.match(warnings[0], /\[NATIVE_CLUSTER_FALLBACK\] Warning: using node:cluster instead: native-cluster has no usable addon for linux-x64-gnu/);
+  } finally {
+    fs.rmSync(project, { recursive: true, force: true });
+  }
+});
+
+test('the seed example without the addon and NATIVE_CLUSTER_REQUIRE_NATIVE=1 exits 1 with a one-line reason', async () => {
+  const project = seedProject();
+  try {
+    const r = await new Promise((resolve) => {
+      execFile(process.execPath, ['seed.mjs'], { cwd: project, env: { ...process.env, NATIVE_CLUSTER_REQUIRE_NATIVE: '1' }, timeout: 10000 },
+        (err, stdout, stderr) => resolve({ code: err?.code, stdout, stderr }));
+    });
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, '');
+    const reasons = r.stderr.split('\n').filter((l) => l.includes('no usable addon'));
+    assert.equal(reasons.length, 1, r.stderr);
+    assert.match(reasons[0], /ERR_NATIVE_CLUSTER_ADDON\]: native-cluster has no usable addon for linux-x64-gnu .*not found.*npm run build.*https:\/\/rustup\.rs/);
+  } finally {
+    fs.rmSync(project, { recursive: true, force: true });
+  }
+});
 
 test('NATIVE_CLUSTER_REQUIRE_NATIVE=1: no fallback; the error lists what was tried and how to build', async () => {
   const pkg = copyPackage(undefined);

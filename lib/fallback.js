@@ -19,8 +19,7 @@ function ours(cluster) {
 
 function fallback(error) {
   if (process.env.NATIVE_CLUSTER_REQUIRE_NATIVE === '1') throw error;
-  process.emitWarning(`native-cluster: using node:cluster instead: ${error.message.split('\n')[0]}`,
-    { code: 'NATIVE_CLUSTER_FALLBACK', detail: error.message });
+  process.emitWarning(`using node:cluster instead: ${error.message}`, { code: 'NATIVE_CLUSTER_FALLBACK' });
   if (nodeCluster.SCHED_REUSEPORT === undefined) nodeCluster.SCHED_REUSEPORT = SCHED_REUSEPORT;
   if (nodeCluster.SCHED_STICKY === undefined) nodeCluster.SCHED_STICKY = SCHED_STICKY;
   for (const method of ['setupPrimary', 'setupMaster', 'fork']) {
@@ -29,7 +28,7 @@ function fallback(error) {
       const policy = ours(nodeCluster);
       if (policy !== null) {
         throw makeError(Error, 'ERR_NATIVE_CLUSTER_UNAVAILABLE', `cluster.${policy} needs native-cluster's addon, ` +
-          `which is not available here (${error.message.split('\n')[0]})`);
+          `which is not available here (${error.message})`);
       }
       return original.apply(this, args);
     };

@@ -51,9 +51,13 @@ function load() {
       tried.push(`${candidate}: ${err.code === 'MODULE_NOT_FOUND' ? 'not found' : err.message.split('\n')[0]}`);
     }
   }
-  failure = Object.assign(new Error(`native-cluster has no usable addon for ${target} (Node ${process.version}).\n` +
-    `Tried:\n  ${tried.join('\n  ')}\n` +
-    'Build one with `npm run build` (needs a Rust toolchain: https://rustup.rs).'), { code: 'ERR_NATIVE_CLUSTER_ADDON', target, tried });
+  // One line, and no stack frames: they would only point into this loader.
+  const { makeError } = require('./errors.js');
+  failure = makeError(Error, 'ERR_NATIVE_CLUSTER_ADDON', `native-cluster has no usable addon for ${target} ` +
+    `(Node ${process.version}); tried ${tried.join('; ')}; ` +
+    'build one with `npm run build` (needs a Rust toolchain: https://rustup.rs)');
+  failure.stack = `Error [ERR_NATIVE_CLUSTER_ADDON]: ${failure.message}`;
+  Object.defineProperties(failure, { target: { value: target }, tried: { value: tried } });
   throw failure;
 }
 

@@ -1,0 +1,60 @@
+// The package as a user gets it: `npm pack` here, then `npm install
+// <tarball>` in a new project on a PATH without a Rust toolchain. The
+// install runs no lifecycle script (npm 11 warns about every one it finds),
+// the tarball carries the addon, LICENSE and README, and the seed example
+// runs from the installed package with every worker greeted.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFile, spawnSync } from 'node:child_process';
+import { here } from './helpers.mjs';
+import { runSeedExample } from './seed_example.mjs';
+
+const root = path.join(here, '..');
+
+const npm = (args, opts) => new Promise((resolve) => {
+  execFile('npm', args, { ...opts, timeout: 120000 }, (err, stdout, stderr) => resolve({ code: err ? err.code : 0, stdout, stderr }));
+});
+
+// PATH without the directories that hold cargo or rustc.
+function pathWithoutRust() {
+  return process.env.PATH.split(path.delimiter)
+    .filter((d) => !['cargo', 'rustc'].some((b) => fs.existsSync(path.join(d, b))))
+    .join(path.delimiter);
+}
+
+test('npm pack, then npm install <tarball> without Rust: no lifecycle script, the seed example runs', async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nc-pack-'));
+  try {
+    const packed = await npm(['pack', '--json', '--pack-destination', tmp], { cwd: root });
+    assert.equal(packed.code, 0, packed.stderr);
+    const [info] = JSON.parse(packed.stdout);
+    const files = info.files.map((f) => f.path);
+    for (const f of ['LICENSE', 'README.md', 'index.js', 'index.mjs', 'index.d.ts', 'native-cluster.linux-x64-gnu.node']) {
+      assert.ok(files.includes(f), `${f} is not in the tarball: ${files.join(', ')}`);
+    }
+    assert.equal(files.some((f) => f.startsWith('src/') || f.startsWith('__test__/')), false);
+    // postpack put the clone's manifest back as it was.
+    assert.ok(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).scripts.prepare);
+
+    const project = path.join(tmp, 'app');
+    fs.mkdirSync(project);
+    fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
+    const env = { ...process.env, PATH: pathWithoutRust() };
+    assert.notEqual(spawnSync('cargo', ['--version'], { env }).status, 0, 'cargo is still on PATH');
+    const installed = await npm(['install', '--no-audit', '--no-fund', path.join(tmp, info.filename)], { cwd: project, env });
+    assert.equal(installed.code, 0, installed.stderr);
+    const output = installed.stdout + installed.stderr;
+    assert.doesNotMatch(output, /install-scripts|lifecycle|prepare|allowScripts/i, output);
+    const manifest = JSON.parse(fs.readFileSync(path.join(project, 'node_modules', 'native-cluster', 'package.json'), 'utf8'));
+    for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) assert.equal(manifest.scripts[hook], undefined, hook);
+
+    fs.copyFileSync(path.join(root, 'examples', 'seed.mjs'), path.join(project, 'seed.mjs'));
+    const { err } = await runSeedExample(path.join(project, 'seed.mjs'), { cwd: project, env });
+    assert.doesNotMatch(err, /Warning/, err);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});
