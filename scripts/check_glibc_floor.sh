@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fails when a linux-*-gnu addon asks for a glibc newer than the floor of
 # Node 20's official Linux binaries (2.28): such a .node would not load on
-# RHEL 8, Ubuntu 20.04 or Amazon Linux 2, where Node itself runs.
+# RHEL 8 or Debian 10, where Node itself runs.
 set -euo pipefail
 floor=${GLIBC_FLOOR:-2.28}
 addon=${1:-native-cluster.linux-x64-gnu.node}
