@@ -38,13 +38,13 @@ function validate(options) {
   return out;
 }
 
-const { SCHED_NONE } = require('./policies.js');
+const { SCHED_NONE, SCHED_REUSEPORT } = require('./policies.js');
 
 const DRAIN_POLL_MS = 10;
 const DRAIN_LIMIT_MS = 1000;
-// After the last handoff was answered (or, under SCHED_NONE, after the
-// worker was asked to stop accepting): time for the worker to read the
-// request of a connection it has just accepted. Node 26's http server
+// After the last handoff was answered (or, where the worker accepts
+// itself, after it was asked to stop accepting): time for the worker to
+// read the request of a connection it has just accepted. Node 26's http server
 // closes a connection with no request read yet as idle when the worker
 // disconnects (its client sees ECONNRESET).
 const SETTLE_MS = 100;
@@ -65,13 +65,16 @@ async function handoffsAnswered(worker) {
 
 // Closes the worker's gate, waits for its handoffs to be answered, then
 // disconnects it and kills it if it has not exited after `killTimeout`.
-// Under SCHED_NONE the worker accepts itself, from the socket it shares
-// with the others: it is asked to close its copy first, so that nothing it
-// accepts is cut off by the disconnect.
+// Under SCHED_NONE and SCHED_REUSEPORT the worker accepts itself: it is
+// asked to close its copy of the listening socket first, so that nothing it
+// accepts is cut off by the disconnect (the others share a SCHED_NONE
+// socket; a SCHED_REUSEPORT socket's queue is the primary's to hand on
+// once the worker is gone).
 async function retire(worker, killTimeout, policy) {
   if (worker.isDead()) return;
   gate.close(worker, 'retiring');
-  if (policy === SCHED_NONE && worker.isConnected()) worker.process.send({ cmd: STOP_ACCEPTING });
+  const acceptsItself = policy === SCHED_NONE || policy === SCHED_REUSEPORT;
+  if (acceptsItself && worker.isConnected()) worker.process.send({ cmd: STOP_ACCEPTING });
   await handoffsAnswered(worker);
   return new Promise((resolve) => {
     if (worker.isDead()) return resolve();

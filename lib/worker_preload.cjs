@@ -49,9 +49,9 @@ function holdUntilListened(worker) {
   worker.on('newListener', onNewListener);
 }
 
-// A reload under SCHED_NONE asks the worker it retires to stop accepting
-// before it disconnects it (reload.js): the worker closes its copy of each
-// shared listening socket (the others keep accepting from theirs) and goes
+// A reload under SCHED_NONE or SCHED_REUSEPORT asks the worker it retires
+// to stop accepting before it disconnects it (reload.js): the worker closes
+// its copy of each listening socket (the primary holds one too) and goes
 // on serving what it has accepted. A round-robin server's handle is the
 // primary's and has no descriptor here; it is left alone.
 if (cluster.isWorker) stopAcceptingOnRequest();
