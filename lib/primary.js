@@ -166,6 +166,9 @@ function ensureStarted() {
   native.start(onEvents);
   configureNative();
   if (activated.length > 0) native.activate(activated);
+  // Under round-robin and sticky a server's first listen() waits for this
+  // module in the primary: load it while the first worker is starting.
+  if (schedulingPolicy === SCHED_RR || schedulingPolicy === SCHED_STICKY) setImmediate(() => lib.roundRobin);
   // Node writes IPC messages synchronously when it can, so one sent right
   // before exit usually arrives; ours wait on the I/O thread: let it finish.
   process.on('exit', () => {
