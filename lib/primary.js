@@ -64,8 +64,7 @@ cluster.SCHED_REUSEPORT = SCHED_REUSEPORT;
 cluster.SCHED_STICKY = SCHED_STICKY;
 
 // Sockets passed by a service manager (taken before any fork can copy the
-// environment that announces them).
-// Only LISTEN_FDS announces any.
+// environment that announces them; without LISTEN_FDS there are none).
 const activated = process.env.LISTEN_FDS === undefined ? [] : require('./activation.js').take();
 
 let ids = 0;
