@@ -1,2 +1,24 @@
 'use strict';
-module.exports = require('./lib/cluster.js');
+// Entry: in the primary, the native cluster; in a worker, Node's own worker
+// view (the worker half of the protocol is Node's runtime, by design).
+
+// A cluster worker always has Node's IPC channel (or, started without a
+// script, NODE_UNIQUE_ID still set); anywhere else node:cluster would be the
+// primary view, so it is not loaded at all. In a worker Node's bootstrap has
+// loaded it already.
+const maybeWorker = 'NODE_UNIQUE_ID' in process.env || typeof process.send === 'function';
+const nodeCluster = maybeWorker ? require('node:cluster') : { isWorker: false };
+
+if (nodeCluster.isWorker) {
+  // Our policy constants, so code shared by primary and workers can name them.
+  const { SCHED_REUSEPORT, SCHED_STICKY } = require('./lib/policies.js');
+  if (nodeCluster.SCHED_REUSEPORT === undefined) nodeCluster.SCHED_REUSEPORT = SCHED_REUSEPORT;
+  if (nodeCluster.SCHED_STICKY === undefined) nodeCluster.SCHED_STICKY = SCHED_STICKY;
+}
+
+function primary() {
+  const status = require('./lib/native.js').probe();
+  return status.ok ? require('./lib/primary.js') : require('./lib/fallback.js').fallback(status.error);
+}
+
+module.exports = nodeCluster.isWorker ? nodeCluster : primary();

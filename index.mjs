@@ -1,4 +1,8 @@
-import cluster from './index.js';
+import { createRequire } from 'node:module';
+
+// Through require, not `import ... from './index.js'`: the same module
+// instance without Node parsing the CommonJS files for export names.
+const cluster = createRequire(import.meta.url)('./index.js');
 
 export default cluster;
 export const {

@@ -19,7 +19,6 @@ const readline = require('node:readline');
 const { performance } = require('node:perf_hooks');
 
 const cfg = JSON.parse(process.argv[2]);
-const root = path.resolve(__dirname, '..');
 
 const debug = process.env.BENCH_DEBUG ? (...a) => console.error('[primary]', ...a) : () => {};
 
@@ -28,7 +27,8 @@ function emit(obj) {
 }
 
 const t0 = performance.now();
-const cluster = cfg.impl === 'native' ? require(root) : cfg.impl === 'stock' ? require('node:cluster') : null;
+// By name, resolved through package.json as an installed app resolves it.
+const cluster = cfg.impl === 'native' ? require('native-cluster') : cfg.impl === 'stock' ? require('node:cluster') : null;
 // Workers not yet exited: cluster.workers forgets a worker as soon as it is
 // asked to disconnect, and shutdown must still wait for its exit.
 const alive = new Set();

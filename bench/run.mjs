@@ -69,6 +69,7 @@ const P = {
   warmupPings: Q ? 50 : 200,
   phaseMs: Q ? 300 : 1000,
   forkCounts: [1, 4, 16],
+  startupRepeats: 5,
   timeoutMs: 120_000,
 };
 
@@ -321,6 +322,29 @@ async function measureOnce(cfg) {
   }
 }
 
+// Medians of P.startupRepeats fresh start-ups of startup.cjs and
+// startup.mjs: one sample of milliseconds is too noisy on a shared machine.
+async function measureStartup(impl) {
+  const runs = [];
+  for (let i = 0; i < P.startupRepeats; i++) {
+    const one = {};
+    for (const file of ['startup.cjs', 'startup.mjs']) {
+      const child = spawn(process.execPath, [path.join(here, file), impl], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; });
+      const [code, signal] = await once(child, 'exit');
+      const line = out.split('\n').find((l) => l.startsWith('@@bench '));
+      const msg = line ? JSON.parse(line.slice(8)) : { error: `${file} exited (code ${code}, signal ${signal})` };
+      if (msg.error) throw new Error(`${file}: ${msg.error}`);
+      Object.assign(one, msg.result);
+    }
+    runs.push(one);
+  }
+  const metrics = {};
+  for (const key of Object.keys(runs[0])) metrics[key] = summarize(runs.map((r) => r[key])).median;
+  return { metrics };
+}
+
 // ---------------------------------------------------------------- scenarios
 
 // `metrics` are recorded and summarized (JSONL); `show` are the table's rows.
@@ -361,15 +385,21 @@ function scenarioVariants(name) {
         metrics: HTTP_METRICS, show: BUSY_SHOW, run: (impl) => measureHttp(impl, { policy: 'rr', close: true, ...o }),
       }));
     case 'fork':
-      return P.forkCounts.map((n) => ({
+      return [...P.forkCounts.map((n) => ({
         name: `${n} worker${n > 1 ? 's' : ''}`, impls: ['native', 'stock'],
         metrics: ['online_ms', 'listening_ms', 'fork_blocking_ms', 'fork_cpu_ms', 'require_ms'],
-        show: n === 1 ? ['listening_ms', 'fork_blocking_ms', 'fork_cpu_ms', 'require_ms']
+        show: n === 1 ? ['online_ms', 'listening_ms', 'fork_blocking_ms', 'fork_cpu_ms']
           : n === 16 ? ['online_ms', 'listening_ms', 'fork_blocking_ms', 'fork_cpu_ms']
             : ['listening_ms', 'fork_blocking_ms'],
         // Port 0: all workers share one ephemeral port, as in Node.
         run: (impl) => measureOnce({ impl, mode: 'fork', workers: n, port: 0 }),
-      }));
+      })), {
+        // Fresh processes (startup.cjs, startup.mjs): require and import by
+        // the package's name in a primary and in the worker it forks.
+        name: 'require/import', impls: ['native', 'stock'],
+        metrics: ['require_ms', 'worker_require_ms', 'import_ms', 'worker_import_ms'],
+        run: (impl) => measureStartup(impl),
+      }];
     case 'ipc':
       return ['json', 'advanced'].map((serialization) => ({
         name: serialization, impls: ['native', 'stock'],
@@ -403,7 +433,10 @@ const LABELS = {
   fork_blocking_ms: 'sum of fork() wall ms',
   fork_cpu_ms: 'primary CPU ms in fork()s',
   loadgen_us_per_req: 'load generator CPU µs/req',
-  require_ms: 'require(cluster) ms',
+  require_ms: 'primary require(cluster) ms',
+  worker_require_ms: 'worker require(cluster) ms',
+  import_ms: 'primary import(cluster) ms',
+  worker_import_ms: 'worker import(cluster) ms',
   rtt_p50_us: 'round trip p50 µs',
   rtt_p99_us: 'round trip p99 µs',
   p2w_small_per_s: 'primary→worker small msg/s',
@@ -484,7 +517,7 @@ for (const scenario of opts.only) {
           continue;
         }
         const m = sample.metrics;
-        const brief = ['rps', 'online_ms', 'rtt_p50_us', 'primary_rss_mb'].find((k) => m[k] != null);
+        const brief = ['rps', 'online_ms', 'rtt_p50_us', 'primary_rss_mb', 'require_ms'].find((k) => m[k] != null);
         process.stderr.write(`  ${LABELS[brief]} ${fmt(m[brief])}\n`);
         record({ type: 'sample', scenario, variant: v.name, impl, round, ...sample });
         const slot = results.get(`${scenario}/${v.name}`).samples;
@@ -576,6 +609,9 @@ if (opts.only.includes('fork')) {
   target('fork: 16 online vs stock', ratioOf('fork', '16 workers', 'online_ms'), '≤ 1.0×', le(1.0));
   target('fork: 16 listening vs stock', ratioOf('fork', '16 workers', 'listening_ms'), '≤ 1.0×', le(1.0));
   target('fork: 16 fork() blocking vs stock', ratioOf('fork', '16 workers', 'fork_blocking_ms'), '≤ 0.25×', le(0.25));
+  target('fork: 1 listening vs stock', ratioOf('fork', '1 worker', 'listening_ms'), '≤ 1.0×', le(1.0));
+  target('fork: primary require vs stock', ratioOf('fork', 'require/import', 'require_ms'), '≤ 1.5×', le(1.5));
+  target('fork: primary import vs stock', ratioOf('fork', 'require/import', 'import_ms'), '≤ 1.5×', le(1.5));
 }
 if (opts.only.includes('ipc')) {
   for (const ser of ['json', 'advanced']) {

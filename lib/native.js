@@ -16,9 +16,14 @@ const root = path.join(__dirname, '..');
 const arch = { x64: 'x64', arm64: 'arm64' }[process.arch] || process.arch;
 
 // musl's dynamic loader is /lib/ld-musl-<arch>.so.1; glibc has none such.
-// (Cheaper than process.report, which builds a whole diagnostic report.)
+// (Cheaper than process.report, which builds a whole diagnostic report;
+// one stat where the loader's name is known, as this runs at require.)
+const MUSL_ARCH = { x64: 'x86_64', arm64: 'aarch64', ia32: 'i386', riscv64: 'riscv64', s390x: 's390x' };
+
 function abi() {
   if (process.platform !== 'linux') return null;
+  const known = MUSL_ARCH[process.arch];
+  if (known !== undefined) return fs.existsSync(`/lib/ld-musl-${known}.so.1`) ? 'musl' : 'gnu';
   try {
     return fs.readdirSync('/lib').some((f) => f.startsWith('ld-musl-')) ? 'musl' : 'gnu';
   } catch {

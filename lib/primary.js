@@ -7,18 +7,38 @@ const EventEmitter = require('node:events');
 const path = require('node:path');
 const native = require('./native.js');
 const Worker = require('./worker.js');
-const WorkerProcess = require('./worker_process.js');
-const errors = require('./errors.js');
-const { listenForWorkers } = require('./round_robin_listen.js');
-const instances = require('./instances.js');
-const readiness = require('./readiness.js');
-const watchdog = require('./watchdog.js');
-const { createReload } = require('./reload.js');
-const activation = require('./activation.js');
-const statistics = require('./stats.js');
-
 const { SCHED_NONE, SCHED_RR, SCHED_REUSEPORT, SCHED_STICKY, policyFromEnv, policyName } =
   require('./policies.js');
+
+// Every app pays for what is loaded at require time: what a program needs
+// only once it forks (child_process, net and dgram behind worker.process),
+// or only if it calls it (reload, stats, the watchdog), waits for first use.
+const lib = lazy({
+  WorkerProcess: './worker_process.js',
+  errors: './errors.js',
+  instances: './instances.js',
+  readiness: './readiness.js',
+  watchdog: './watchdog.js',
+  reload: './reload.js',
+  statistics: './stats.js',
+  roundRobin: './round_robin_listen.js',
+});
+
+function lazy(ids) {
+  const modules = {};
+  for (const [name, id] of Object.entries(ids)) {
+    Object.defineProperty(modules, name, {
+      configurable: true,
+      get() {
+        const value = require(id);
+        Object.defineProperty(modules, name, { value });
+        return value;
+      },
+    });
+  }
+  return modules;
+}
+
 const NODE_MAJOR = Number(process.versions.node.split('.')[0]);
 const PRELOAD = path.join(__dirname, 'worker_preload.cjs');
 
@@ -27,6 +47,8 @@ const intercom = new EventEmitter();
 // Every worker whose process has not been reported dead, by id, including
 // those already removed from cluster.workers.
 const live = new Map();
+// For the workers' uptime in stats().
+const forkedAt = new WeakMap();
 
 module.exports = cluster;
 
@@ -42,8 +64,8 @@ cluster.SCHED_REUSEPORT = SCHED_REUSEPORT;
 cluster.SCHED_STICKY = SCHED_STICKY;
 
 // Sockets passed by a service manager (taken before any fork can copy the
-// environment that announces them).
-const activated = activation.take();
+// environment that announces them; without LISTEN_FDS there are none).
+const activated = process.env.LISTEN_FDS === undefined ? [] : require('./activation.js').take();
 
 let ids = 0;
 let initialized = false;
@@ -56,7 +78,7 @@ function validatePort(port, name = 'Port', allowZero = true) {
   if ((typeof port !== 'number' && typeof port !== 'string') ||
       (typeof port === 'string' && port.trim().length === 0) ||
       +port !== (+port >>> 0) || port > 0xFFFF || (port === 0 && !allowZero)) {
-    throw errors.ERR_SOCKET_BAD_PORT(name, port, allowZero);
+    throw lib.errors.ERR_SOCKET_BAD_PORT(name, port, allowZero);
   }
   return port | 0;
 }
@@ -124,15 +146,17 @@ function configureNative() {
 // last worker when that worker dies, so that connections wait in the
 // backlog for its replacement instead of being refused.
 function validateListenGrace(value) {
-  errors.validateInteger(value, 'options.listenGrace', 0);
+  if (value !== undefined) lib.errors.validateInteger(value, 'options.listenGrace', 0);
 }
 
 // Our additions: readiness by the worker's own word, and the watchdog.
 function validateSupervision(options) {
   if (options.waitReady !== undefined && typeof options.waitReady !== 'boolean') {
-    throw errors.ERR_INVALID_ARG_TYPE('options.waitReady', 'boolean', options.waitReady);
+    throw lib.errors.ERR_INVALID_ARG_TYPE('options.waitReady', 'boolean', options.waitReady);
   }
-  errors.validateInteger(options.heartbeatTimeout, 'options.heartbeatTimeout', 1);
+  if (options.heartbeatTimeout !== undefined) {
+    lib.errors.validateInteger(options.heartbeatTimeout, 'options.heartbeatTimeout', 1);
+  }
 }
 
 function ensureStarted() {
@@ -141,6 +165,9 @@ function ensureStarted() {
   native.start(onEvents);
   configureNative();
   if (activated.length > 0) native.activate(activated);
+  // Under round-robin and sticky a server's first listen() waits for this
+  // module in the primary: load it while the first worker is starting.
+  if (schedulingPolicy === SCHED_RR || schedulingPolicy === SCHED_STICKY) setImmediate(() => lib.roundRobin);
   // Node writes IPC messages synchronously when it can, so one sent right
   // before exit usually arrives; ours wait on the I/O thread: let it finish.
   process.on('exit', () => {
@@ -159,12 +186,12 @@ function stdioToArray(stdio, silent) {
       case 'overlapped':
       case 'pipe': return [stdio, stdio, stdio, 'ipc'];
       case 'inherit': return [0, 1, 2, 'ipc'];
-      default: throw errors.ERR_INVALID_ARG_VALUE('stdio', stdio);
+      default: throw lib.errors.ERR_INVALID_ARG_VALUE('stdio', stdio);
     }
   }
   if (!Array.isArray(stdio)) return silent ? ['pipe', 'pipe', 'pipe', 'ipc'] : [0, 1, 2, 'ipc'];
   if (!stdio.includes('ipc')) {
-    throw errors.makeError(Error, 'ERR_CHILD_PROCESS_IPC_REQUIRED',
+    throw lib.errors.makeError(Error, 'ERR_CHILD_PROCESS_IPC_REQUIRED',
       "Forked processes must have an IPC channel, missing value 'ipc' in options.stdio");
   }
   return stdio;
@@ -179,7 +206,7 @@ function stdioSlot(entry, i) {
   if (typeof entry === 'number') return String(entry);
   const fd = typeof entry.fd === 'number' ? entry.fd : entry._handle?.fd;
   if (typeof fd === 'number' && fd >= 0) return String(fd);
-  throw errors.ERR_INVALID_ARG_VALUE('stdio', entry);
+  throw lib.errors.ERR_INVALID_ARG_VALUE('stdio', entry);
 }
 
 function workerEnv(id, env, serialization, ipcIndex) {
@@ -203,13 +230,13 @@ function workerEnv(id, env, serialization, ipcIndex) {
 function createWorkerProcess(id, env) {
   const settings = cluster.settings;
   const execArgv = [...settings.execArgv];
-  if (settings.inspectPort === null) throw errors.ERR_SOCKET_BAD_PORT('Port', null, true);
+  if (settings.inspectPort === null) throw lib.errors.ERR_SOCKET_BAD_PORT('Port', null, true);
   if (isUsingInspector(settings.execArgv)) {
     execArgv.push(`--inspect-port=${getInspectPort(settings.inspectPort)}`);
   }
   const serialization = settings.serialization === undefined ? 'json' : settings.serialization;
   if (serialization !== 'json' && serialization !== 'advanced') {
-    throw errors.ERR_INVALID_ARG_VALUE('options.serialization', serialization,
+    throw lib.errors.ERR_INVALID_ARG_VALUE('options.serialization', serialization,
       "must be one of: undefined, 'json', 'advanced'");
   }
   const stdio = stdioToArray(settings.stdio, settings.silent).map(stdioSlot);
@@ -217,8 +244,9 @@ function createWorkerProcess(id, env) {
   const args = [...execArgv];
   if (settings.exec !== undefined) args.push(settings.exec);
   args.push(...(settings.args || []));
-  const proc = new WorkerProcess(id, file, [file, ...args], serialization);
   ensureStarted();
+  // The I/O thread starts the process at once; the first fork's loading of
+  // worker.process's modules (child_process...) overlaps with its start-up.
   const result = native.spawn({
     id,
     file,
@@ -230,6 +258,7 @@ function createWorkerProcess(id, env) {
     stdio,
     serialization,
   });
+  const proc = new lib.WorkerProcess(id, file, [file, ...args], serialization);
   if (result.errno != null || result.error != null) proc._spawnFailed(result.errno || 0);
   else proc._started(result.pipes, stdio);
   return proc;
@@ -250,26 +279,26 @@ function forkWorker(env, predecessor) {
   cluster.setupPrimary();
   const id = ++ids;
   const settings = cluster.settings;
-  const ours = { NODE_APP_INSTANCE: String(instances.assign(id, env)) };
-  if (settings.heartbeatTimeout) Object.assign(ours, watchdog.workerEnv(settings.heartbeatTimeout));
+  const ours = { NODE_APP_INSTANCE: String(lib.instances.assign(id, env)) };
+  if (settings.heartbeatTimeout) Object.assign(ours, lib.watchdog.workerEnv(settings.heartbeatTimeout));
   let workerProcess;
   try {
     workerProcess = createWorkerProcess(id, { ...env, ...ours });
   } catch (err) {
-    instances.release(id);
+    lib.instances.release(id);
     throw err;
   }
   const worker = new Worker({ id, process: workerProcess });
   workerProcess._worker = worker;
   worker._forkEnv = env;
-  statistics.forked(worker);
+  forkedAt.set(worker, Date.now());
 
   worker.on('message', function onMessage(message, handle) {
     cluster.emit('message', this, message, handle);
   });
 
   worker.process.once('exit', (exitCode, signalCode) => {
-    instances.release(id);
+    lib.instances.release(id);
     // Keep the worker listed until it has disconnected too.
     if (!worker.isConnected()) removeWorker(worker);
     worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
@@ -286,11 +315,11 @@ function forkWorker(env, predecessor) {
     cluster.emit('disconnect', worker);
   });
 
-  readiness.track(cluster, worker, {
+  lib.readiness.track(cluster, worker, {
     waitReady: settings.waitReady === true,
-    want: predecessor === null ? 1 : readiness.listenCount(predecessor),
+    want: predecessor === null ? 1 : lib.readiness.listenCount(predecessor),
   });
-  if (settings.heartbeatTimeout) watchdog.watch(cluster, worker, settings.heartbeatTimeout);
+  if (settings.heartbeatTimeout) lib.watchdog.watch(cluster, worker, settings.heartbeatTimeout);
 
   if (workerProcess._launching) live.set(id, worker);
   process.nextTick(emitForkNT, worker);
@@ -298,16 +327,21 @@ function forkWorker(env, predecessor) {
   return worker;
 }
 
-cluster.reload = createReload(cluster, forkWorker);
+// Built on first call (its queue of reloads lives in the closure).
+let reloader = null;
+cluster.reload = function reload(options) {
+  if (reloader === null) reloader = lib.reload.createReload(cluster, forkWorker);
+  return reloader(options);
+};
 
 // Our additions: the primary's and every live worker's figures, as an
 // object and in Prometheus text format.
 cluster.stats = function stats() {
-  return statistics.stats(cluster, started);
+  return lib.statistics.stats(cluster, started, forkedAt);
 };
 
 cluster.metrics = function metrics() {
-  return statistics.metrics(statistics.stats(cluster, started));
+  return lib.statistics.metrics(lib.statistics.stats(cluster, started, forkedAt));
 };
 
 function emitForkNT(worker) {
@@ -329,7 +363,7 @@ cluster.disconnect = function disconnect(cb) {
 function onEvents(batch) {
   for (const ev of batch) {
     if (ev.kind === 'listen') {
-      listenForWorkers(ev.id, ev.info);
+      lib.roundRobin.listenForWorkers(ev.id, ev.info);
       continue;
     }
     const worker = live.get(ev.id);
@@ -375,7 +409,7 @@ function onEvents(batch) {
         proc._onExit(ev.code, ev.signal);
         break;
       case 'error':
-        proc._protocolError(errors.makeError(Error, ev.errorCode, ev.message));
+        proc._protocolError(lib.errors.makeError(Error, ev.errorCode, ev.message));
         break;
       case 'spawnFailed':
         live.delete(ev.id);

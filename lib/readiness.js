@@ -8,7 +8,6 @@
 // primary hands it no connections.
 
 const gate = require('./gate.js');
-const { makeError } = require('./errors.js');
 
 const state = new WeakMap(); // worker -> { ready, listening, want }
 
@@ -58,6 +57,7 @@ function whenReady(worker, timeout) {
       else resolve();
     };
     const onReady = () => done();
+    const { makeError } = require('./errors.js');
     const onExit = (code, signal) => done(Object.assign(makeError(Error, 'ERR_CLUSTER_WORKER_EXITED',
       `worker ${worker.id} exited (${signal ? `signal ${signal}` : `code ${code}`}) before it was ready`),
     { exitCode: code, signalCode: signal }));

@@ -12,17 +12,13 @@ const watchdog = require('./watchdog.js');
 const { policyName } = require('./policies.js');
 
 const STATS_TIMEOUT_MS = 1000;
-const forkedAt = new WeakMap();
-
-function forked(worker) {
-  forkedAt.set(worker, Date.now());
-}
 
 function usage(u) {
   return u ? { cpu: { user: u.userMs, system: u.systemMs }, rss: u.rss } : { cpu: null, rss: null };
 }
 
-function stats(cluster, started) {
+// `forkedAt`: worker -> Date.now() at its fork.
+function stats(cluster, started, forkedAt) {
   const now = Date.now();
   const figures = started ? native.stats(STATS_TIMEOUT_MS, true) : { primary: null, workers: [] };
   const byId = new Map(figures.workers.map((w) => [w.id, w]));
@@ -115,4 +111,4 @@ function metrics(s, prefix = 'native_cluster') {
   return `${out.join('\n')}\n`;
 }
 
-module.exports = { forked, stats, metrics };
+module.exports = { stats, metrics };

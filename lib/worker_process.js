@@ -4,23 +4,36 @@
 // Node's observable state (connected, exitCode, signalCode, killed) and events.
 
 const EventEmitter = require('node:events');
+// For `instanceof ChildProcess`; it loads net, dgram and stream too, which
+// is why this module waits for the first fork.
 const { ChildProcess } = require('node:child_process');
 const diagnostics = require('node:diagnostics_channel');
 const net = require('node:net');
-const os = require('node:os');
 const native = require('./native.js');
 const serialization = require('./serialization.js');
-const handles = require('./handles.js');
-const errors = require('./errors.js');
 const liveness = require('./liveness.js');
-const { SocketListReceive, SocketListSend } = require('./socket_list.js');
+
+// Needed only for handles, errors, kill() and signal exits.
+const lib = {
+  get os() { return require('node:os'); },
+  get handles() { return require('./handles.js'); },
+  get errors() { return require('./errors.js'); },
+  get socketList() { return require('./socket_list.js'); },
+};
 
 const childProcessChannel = diagnostics.channel('child_process');
-const signalNames = Object.create(null);
-for (const [name, num] of Object.entries(os.constants.signals)) signalNames[num] = name;
+let signalNames = null;
+
+function signalName(signo) {
+  if (signalNames === null) {
+    signalNames = Object.create(null);
+    for (const [name, num] of Object.entries(lib.os.constants.signals)) signalNames[num] = name;
+  }
+  return signalNames[signo];
+}
 
 function errnoException(errno, syscall) {
-  const code = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] || 'UNKNOWN';
+  const code = Object.entries(lib.os.constants.errno).find(([, n]) => n === errno)?.[0] || 'UNKNOWN';
   const err = new Error(`${syscall} ${code}`);
   err.errno = -errno;
   err.code = code;
@@ -64,7 +77,7 @@ class WorkerProcess extends EventEmitter {
     const lists = this._socketLists[kind];
     let list = lists.get(key);
     if (list === undefined) {
-      list = kind === 'got' ? new SocketListReceive(this, key) : new SocketListSend(this, key);
+      list = kind === 'got' ? new lib.socketList.SocketListReceive(this, key) : new lib.socketList.SocketListSend(this, key);
       lists.set(key, list);
     }
     return list;
@@ -148,30 +161,30 @@ class WorkerProcess extends EventEmitter {
       options = undefined;
     } else if (options !== undefined) {
       if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-        throw errors.ERR_INVALID_ARG_TYPE('options', 'Object', options);
+        throw lib.errors.ERR_INVALID_ARG_TYPE('options', 'Object', options);
       }
     }
     options = { swallowErrors: false, ...options };
     if (this.connected) return this._send(message, handle, options, callback);
-    const ex = errors.ERR_IPC_CHANNEL_CLOSED();
+    const ex = lib.errors.ERR_IPC_CHANNEL_CLOSED();
     if (typeof callback === 'function') process.nextTick(callback, ex);
     else process.nextTick(() => this.emit('error', ex));
     return false;
   }
 
   _send(message, handle, options, callback) {
-    if (message === undefined) throw errors.ERR_MISSING_ARGS('message');
+    if (message === undefined) throw lib.errors.ERR_MISSING_ARGS('message');
     if (typeof message !== 'string' && typeof message !== 'object' &&
         typeof message !== 'number' && typeof message !== 'boolean') {
-      throw errors.ERR_INVALID_ARG_TYPE('message', ['string', 'object', 'number', 'boolean'], message);
+      throw lib.errors.ERR_INVALID_ARG_TYPE('message', ['string', 'object', 'number', 'boolean'], message);
     }
     let payload = message;
     let fd;
     let type;
     if (handle) {
-      type = handles.handleType(handle);
-      if (type === undefined) throw errors.ERR_INVALID_HANDLE_TYPE();
-      fd = handles.handleFd(type, handle);
+      type = lib.handles.handleType(handle);
+      if (type === undefined) throw lib.errors.ERR_INVALID_HANDLE_TYPE();
+      fd = lib.handles.handleFd(type, handle);
       if (fd !== undefined) {
         payload = { cmd: 'NODE_HANDLE', type, msg: message };
         if (type === 'dgram.Socket') payload.dgramType = handle.type;
@@ -187,7 +200,7 @@ class WorkerProcess extends EventEmitter {
     const wantsCallback = typeof callback === 'function';
     const unwritten = this._write(this._codec.encode(payload), fd, wantsCallback);
     if (wantsCallback) this._sendCallbacks.push(callback);
-    if (fd !== undefined && type === 'net.Socket') handles.detachSocket(handle, options);
+    if (fd !== undefined && type === 'net.Socket') lib.handles.detachSocket(handle, options);
     // As Node's `channel.writeQueueSize < 65536 * 2`: false once more than
     // 128 KiB wait to be written.
     return unwritten < kSendQueueLimit;
@@ -213,7 +226,7 @@ class WorkerProcess extends EventEmitter {
 
   disconnect() {
     if (!this.connected) {
-      this.emit('error', errors.ERR_IPC_DISCONNECTED());
+      this.emit('error', lib.errors.ERR_IPC_DISCONNECTED());
       return;
     }
     this.connected = false;
@@ -229,9 +242,9 @@ class WorkerProcess extends EventEmitter {
       this.killed = true;
       return true;
     }
-    if (err === os.constants.errno.ESRCH) return false;
+    if (err === lib.os.constants.errno.ESRCH) return false;
     const ex = errnoException(err, 'kill');
-    if (err === os.constants.errno.EINVAL || err === os.constants.errno.ENOSYS) throw ex;
+    if (err === lib.os.constants.errno.EINVAL || err === lib.os.constants.errno.ENOSYS) throw ex;
     this.emit('error', ex);
     return false;
   }
@@ -286,7 +299,7 @@ class WorkerProcess extends EventEmitter {
       message = this._codec.decode(data);
     } catch (err) {
       if (fd != null) native.closeFd(fd);
-      const e = errors.makeError(Error, 'ERR_CLUSTER_BAD_MESSAGE',
+      const e = lib.errors.makeError(Error, 'ERR_CLUSTER_BAD_MESSAGE',
         `worker sent a message that cannot be decoded: ${err.message}`);
       this._protocolError(e);
       return;
@@ -295,7 +308,7 @@ class WorkerProcess extends EventEmitter {
       this.emit('message', message);
       return;
     }
-    handles.revive(message, fd, (handle) => {
+    lib.handles.revive(message, fd, (handle) => {
       if (message.type === 'net.Socket' && message.key) this._socketList('got', message.key).add(handle);
       this.emit('message', message.msg, handle);
     });
@@ -335,7 +348,7 @@ class WorkerProcess extends EventEmitter {
   _onExit(code, signo) {
     if (this._exited) return;
     this._exited = true;
-    if (signo != null) this.signalCode = signalNames[signo] || `SIG${signo}`;
+    if (signo != null) this.signalCode = signalName(signo) || `SIG${signo}`;
     else this.exitCode = code;
     if (this.stdin) this.stdin.destroy();
     if (this._refed) liveness.release();
@@ -357,12 +370,12 @@ class WorkerProcess extends EventEmitter {
 Object.setPrototypeOf(WorkerProcess.prototype, ChildProcess.prototype);
 
 function convertSignal(sig) {
-  if (typeof sig === 'number' && signalNames[sig] !== undefined) return sig;
+  if (typeof sig === 'number' && signalName(sig) !== undefined) return sig;
   if (typeof sig === 'string') {
-    const n = os.constants.signals[sig.toUpperCase()];
+    const n = lib.os.constants.signals[sig.toUpperCase()];
     if (n !== undefined) return n;
   }
-  throw errors.ERR_UNKNOWN_SIGNAL(sig);
+  throw lib.errors.ERR_UNKNOWN_SIGNAL(sig);
 }
 
 module.exports = WorkerProcess;
