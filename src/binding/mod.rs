@@ -376,21 +376,42 @@ pub fn pid(id: u32) -> Result<SpawnResult> {
 /// Queues a complete frame; with `fd`, a copy of that descriptor travels
 /// with it (the caller keeps its own). The bytes are copied here, so the
 /// Buffer needs no reference kept. `callback`: a `written` event follows
-/// once the frame is written. Returns how many bytes of frames sent from
+/// once the frame is written. `direct`: the frame may be written here and
+/// now, if nothing else is on its way to the worker (then 0 is returned and
+/// no `written` event follows). Returns how many bytes of frames sent from
 /// JavaScript to this worker are not yet written.
 #[napi]
-pub fn send(id: u32, frame: BufferSlice, fd: Option<i32>, callback: Option<bool>) -> Result<f64> {
-    queue_frame(id, frame.to_vec(), fd, callback.unwrap_or(false))
+pub fn send(
+    id: u32,
+    frame: BufferSlice,
+    fd: Option<i32>,
+    callback: Option<bool>,
+    direct: Option<bool>,
+) -> Result<f64> {
+    let (callback, direct) = (callback.unwrap_or(false), direct.unwrap_or(false));
+    queue_frame(id, frame.to_vec(), fd, callback, direct)
 }
 
 /// [`send`] for a JSON frame given as text, which spares JavaScript a
 /// Buffer allocation per message.
 #[napi]
-pub fn send_text(id: u32, frame: String, callback: Option<bool>) -> Result<f64> {
-    queue_frame(id, frame.into_bytes(), None, callback.unwrap_or(false))
+pub fn send_text(
+    id: u32,
+    frame: String,
+    callback: Option<bool>,
+    direct: Option<bool>,
+) -> Result<f64> {
+    let (callback, direct) = (callback.unwrap_or(false), direct.unwrap_or(false));
+    queue_frame(id, frame.into_bytes(), None, callback, direct)
 }
 
-fn queue_frame(id: u32, frame: Vec<u8>, fd: Option<i32>, callback: bool) -> Result<f64> {
+fn queue_frame(
+    id: u32,
+    frame: Vec<u8>,
+    fd: Option<i32>,
+    callback: bool,
+    direct: bool,
+) -> Result<f64> {
     let fd = match fd {
         Some(fd) => Some(crate::core::io::sys::dup_cloexec(fd).map_err(|e| {
             Error::new(
@@ -402,7 +423,7 @@ fn queue_frame(id: u32, frame: Vec<u8>, fd: Option<i32>, callback: bool) -> Resu
     };
     with_primary(|s| {
         s.primary
-            .send(id, frame, fd, callback)
+            .send(id, frame, fd, callback, direct)
             .map(|queued| queued as f64)
             .map_err(core_err)
     })

@@ -32,6 +32,9 @@ pub struct WorkerIo {
     pub writable: Option<AsyncFd<OwnedFd>>,
     /// `None` if the reactor failed it (then no exit is ever seen).
     pub exit: Option<AsyncFd<Arc<OwnedFd>>>,
+    /// The rest of a frame JavaScript began writing itself, taken from its
+    /// lane: written before anything else.
+    pub head: Option<Head>,
     /// Reading waits: too much of this worker's data waits for JavaScript
     /// (the kernel holds the rest and, once full, throttles the worker).
     pub paused: bool,
@@ -54,6 +57,7 @@ impl WorkerIo {
             pid,
             channel: Some(watch(channel, Interest::READABLE)?),
             writable: None,
+            head: None,
             exit: Some(watch(pidfd, Interest::READABLE)?),
             paused: false,
             read_waker: woken.waker(Source::Channel(id)),
@@ -136,16 +140,77 @@ pub fn read(
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Write {
-    Done,
+    /// Done; `callbacks`: JavaScript's frames with a callback that were
+    /// written here without the protocol (a direct write's rest).
+    Done { callbacks: u32 },
     /// The socket is full.
     Blocked,
     /// The channel is unusable; the caller tells the protocol.
     Failed,
 }
 
-/// Writes worker `id`'s pending frames to its channel `fd` until done or
-/// the socket is full.
-pub fn write(protocol: &mut Protocol, fds: &Fds, flow: &Flow, id: u32, fd: RawFd) -> Write {
+/// The unwritten rest of a frame JavaScript began ([`super::direct`]).
+pub struct Head {
+    bytes: Vec<u8>,
+    at: usize,
+    callback: bool,
+}
+
+impl Head {
+    /// Whether JavaScript waits for a callback once it is written.
+    pub fn callback(&self) -> bool {
+        self.callback
+    }
+}
+
+/// Writes worker `id`'s pending bytes to its channel `fd` until done or the
+/// socket is full: first the rest of a frame JavaScript began, then the
+/// protocol's frames; once all are out, JavaScript may write directly again.
+pub fn write(
+    protocol: &mut Protocol,
+    fds: &Fds,
+    flow: &Flow,
+    id: u32,
+    fd: RawFd,
+    head: &mut Option<Head>,
+) -> Write {
+    let mut callbacks = 0;
+    loop {
+        if head.is_none() {
+            *head = flow.lanes.take_head(id).map(|(bytes, callback)| Head {
+                bytes,
+                at: 0,
+                callback,
+            });
+        }
+        if let Some(h) = head {
+            while h.at < h.bytes.len() {
+                match scm::send(fd, &h.bytes[h.at..], None) {
+                    Ok(n) => {
+                        h.at += n;
+                        flow.written(id, n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Write::Blocked,
+                    Err(_) => return Write::Failed,
+                }
+            }
+            if h.callback {
+                callbacks += 1;
+            }
+            *head = None;
+        }
+        match write_frames(protocol, fds, flow, id, fd) {
+            Write::Done { .. } => {}
+            other => return other,
+        }
+        if flow.lanes.idle(id) {
+            return Write::Done { callbacks };
+        }
+    }
+}
+
+/// Writes the protocol's pending frames for worker `id`.
+fn write_frames(protocol: &mut Protocol, fds: &Fds, flow: &Flow, id: u32, fd: RawFd) -> Write {
     protocol.transmitting(id);
     while let Some((bytes, token)) = protocol.transmit(id) {
         let raw = match token {
@@ -165,5 +230,5 @@ pub fn write(protocol: &mut Protocol, fds: &Fds, flow: &Flow, id: u32, fd: RawFd
             Err(_) => return Write::Failed,
         }
     }
-    Write::Done
+    Write::Done { callbacks: 0 }
 }

@@ -182,6 +182,14 @@ impl Driver {
     }
 
     fn command(&mut self, cmd: Command) {
+        let ordered = cmd.ordered();
+        self.perform_command(cmd);
+        if ordered {
+            self.flow.lanes.ordered_done();
+        }
+    }
+
+    fn perform_command(&mut self, cmd: Command) {
         match cmd {
             Command::Adopt {
                 id,
@@ -217,6 +225,11 @@ impl Driver {
                     m.insert(id, outcome);
                 }
                 ready.notify_all();
+            }
+            Command::Transmit { id } => {
+                if !self.dirty.contains(&id) {
+                    self.dirty.push(id);
+                }
             }
             Command::Send {
                 id,
@@ -280,7 +293,8 @@ impl Driver {
             .protocol
             .counters()
             .into_iter()
-            .map(|counters| {
+            .map(|mut counters| {
+                counters.counters.messages_out += self.flow.lanes.messages(counters.id);
                 let pid = self.workers.get(&counters.id).map(|w| w.pid);
                 WorkerReport {
                     usage: pid.filter(|_| usage).and_then(|p| procfs::usage(Some(p))),
@@ -319,11 +333,20 @@ impl Driver {
                 })
             }
         };
+        // A copy for JavaScript's direct writes; without one (out of
+        // descriptors) every frame takes the I/O thread's path.
+        let copy = w
+            .channel
+            .as_ref()
+            .map(|ch| sys::dup_cloexec(ch.as_raw_fd()));
         self.workers.insert(id, w);
         self.input(Input::Adopted {
             id,
             serialization: ser,
         });
+        if let Some(Ok(copy)) = copy {
+            self.flow.lanes.open(id, copy);
+        }
         // First polls register the wakers.
         self.queue.push(Source::Channel(id));
         self.queue.push(Source::Exit(id));
@@ -371,13 +394,18 @@ impl Driver {
             Output::Transmit { id } => {
                 if !self.dirty.contains(&id) {
                     self.dirty.push(id);
+                    // Before JavaScript hears of anything that followed.
+                    self.flow.lanes.busy(id);
                 }
             }
             Output::CloseChannel { id } => {
                 self.flow.closed(id);
+                let mut lost = self.flow.lanes.close(id);
                 if let Some(w) = self.workers.get_mut(&id) {
+                    lost |= w.head.take().is_some_and(|h| h.callback());
                     w.close();
                 }
+                self.lost_head(id, lost);
             }
             Output::Timer { timer, after_ms } => {
                 // Timers are rare (a listen grace): a sleeping thread each
@@ -472,8 +500,12 @@ impl Driver {
             &self.flow,
             id,
             ch.as_raw_fd(),
+            &mut w.head,
         ) {
-            Write::Done => self.drain(),
+            Write::Done { callbacks } => {
+                self.written(id, callbacks);
+                self.drain();
+            }
             Write::Blocked => {
                 if w.watch_writable().is_ok() {
                     self.queue.push(Source::Writable(id));
@@ -524,7 +556,7 @@ impl Driver {
 
     fn poll_writable(&mut self, id: u32) {
         loop {
-            let Some(w) = self.workers.get(&id) else {
+            let Some(w) = self.workers.get_mut(&id) else {
                 return;
             };
             let (Some(afd), Some(ch)) = (&w.writable, &w.channel) else {
@@ -537,7 +569,8 @@ impl Driver {
                 Poll::Ready(Err(_)) => Write::Failed,
                 Poll::Ready(Ok(mut guard)) => {
                     let fd = ch.as_raw_fd();
-                    let s = channel::write(&mut self.protocol, &self.fds, &self.flow, id, fd);
+                    let (protocol, fds, flow) = (&mut self.protocol, &self.fds, &self.flow);
+                    let s = channel::write(protocol, fds, flow, id, fd, &mut w.head);
                     if s == Write::Blocked {
                         guard.clear_ready();
                     }
@@ -547,10 +580,11 @@ impl Driver {
             match status {
                 // Again, to register the waker.
                 Write::Blocked => self.drain(),
-                Write::Done => {
+                Write::Done { callbacks } => {
                     if let Some(w) = self.workers.get_mut(&id) {
                         w.writable = None;
                     }
+                    self.written(id, callbacks);
                     return self.drain();
                 }
                 Write::Failed => return self.input(Input::ChannelClosed { id }),
@@ -593,14 +627,33 @@ impl Driver {
         }
         // Everything the worker wrote before dying is already in the socket:
         // deliver it, then the disconnect, then the exit.
-        if let Some(w) = self.workers.remove(&id) {
+        let mut lost = self.flow.lanes.close(id);
+        if let Some(mut w) = self.workers.remove(&id) {
+            lost |= w.head.take().is_some_and(|h| h.callback());
             if let Some(ch) = &w.channel {
                 let (buf, fd) = (&mut self.read_buf, ch.as_raw_fd());
                 channel::read(&mut self.protocol, &mut self.fds, id, fd, buf, true);
             }
         }
+        self.lost_head(id, lost);
         self.drain();
         self.input(Input::Exited { id, status });
+    }
+
+    /// `callbacks` of JavaScript's frames that did not pass through the
+    /// protocol (the rest of a direct write) are written: JavaScript calls
+    /// their callbacks.
+    fn written(&mut self, id: u32, callbacks: u32) {
+        if callbacks > 0 {
+            self.event(Event::Written { id, callbacks });
+        }
+    }
+
+    /// Worker `id`'s channel closed with the rest of a direct write unsent:
+    /// its callback still runs, as Node runs it for a write that never
+    /// happens.
+    fn lost_head(&mut self, id: u32, callback: bool) {
+        self.written(id, u32::from(callback));
     }
 
     fn accept_on(&mut self, listener: FdId, peer: bool) {

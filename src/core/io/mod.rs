@@ -17,6 +17,7 @@
 mod accept;
 mod activation;
 mod channel;
+pub mod direct;
 mod driver;
 mod fds;
 mod open;
@@ -33,6 +34,7 @@ use crate::core::protocol::backlog::Backlog;
 use crate::core::protocol::balance::Policy;
 use crate::core::protocol::counters::WorkerCounters;
 use crate::core::protocol::event::Event;
+use direct::{Direct, Lanes};
 use spawn::{ChildEnds, Prepared, SpawnError, SpawnSpec};
 use std::io;
 use std::os::fd::OwnedFd;
@@ -72,12 +74,14 @@ pub type Launches = Arc<(Mutex<IdMap<u32, Result<i32, i32>>>, Condvar)>;
 /// time: later events join the next batch meanwhile, so a busy JavaScript
 /// thread faces one large batch, not a queue of small ones), and how many
 /// bytes of `worker.send()` are not yet written (what `send()`'s return
-/// value reports, as Node's `writeQueueSize` does).
+/// value reports, as Node's `writeQueueSize` does); and the lanes through
+/// which JavaScript writes to an idle channel itself ([`direct`]).
 #[derive(Clone, Default)]
 pub struct Flow {
     backlog: Arc<Mutex<Backlog>>,
     batches: Arc<Mutex<Batches>>,
     unwritten: Arc<Mutex<IdMap<u32, usize>>>,
+    lanes: Arc<Lanes>,
     /// One batch at a time: the consumer reports each taken batch
     /// ([`Flow::batch_taken`]) and sends `Command::Deliver` when told to.
     /// Without (`Flow::default()`), every turn's batch goes at once.
@@ -216,6 +220,11 @@ pub enum Command {
         child: ChildEnds,
         serialization: Serialization,
     },
+    /// JavaScript began a frame on worker `id`'s channel itself and left
+    /// the rest in its lane ([`direct`]): write it.
+    Transmit {
+        id: u32,
+    },
     /// A complete frame from JavaScript, optionally carrying a descriptor
     /// (then the frame is a `NODE_HANDLE` envelope).
     Send {
@@ -277,6 +286,20 @@ pub enum Command {
     /// about to exit and queued frames would otherwise be lost).
     Flush(crossbeam_channel::Sender<()>),
     Shutdown,
+}
+
+impl Command {
+    /// Whether the command can put bytes on a worker's channel: until the
+    /// I/O thread has done it, JavaScript writes nothing directly.
+    fn ordered(&self) -> bool {
+        matches!(
+            self,
+            Command::Send { .. }
+                | Command::Disconnect { .. }
+                | Command::CloseChannel { .. }
+                | Command::Listened { .. }
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -353,20 +376,39 @@ impl Primary {
     }
 
     pub fn command(&self, cmd: Command) -> Result<(), CoreError> {
+        if cmd.ordered() {
+            self.flow.lanes.ordered_sent();
+        }
         self.tx.send(cmd).map_err(|_| CoreError::Stopped)
     }
 
-    /// Queues a frame of `worker.send()`; returns how many bytes of
-    /// JavaScript's frames to that worker are not yet written, this one
-    /// included.
+    /// Sends a frame of `worker.send()`: written here and now when nothing
+    /// else is on its way to that worker and `direct` allows it (then 0 is
+    /// returned and the callback, if any, is the caller's to call), else
+    /// queued for the I/O thread. Returns how many bytes of JavaScript's
+    /// frames to that worker are not yet written, this one included.
     pub fn send(
         &self,
         id: u32,
         frame: Vec<u8>,
         fd: Option<OwnedFd>,
         callback: bool,
+        direct: bool,
     ) -> Result<usize, CoreError> {
-        let queued = self.flow.sending(id, frame.len());
+        let frame = if direct && fd.is_none() {
+            match self.flow.lanes.write(id, frame, callback) {
+                Direct::Written => return Ok(0),
+                Direct::Begun { rest } => {
+                    let queued = self.flow.sending(id, rest);
+                    self.command(Command::Transmit { id })?;
+                    return Ok(queued.max(1));
+                }
+                Direct::NotNow(frame) => frame,
+            }
+        } else {
+            frame
+        };
+        let queued = self.flow.sending(id, frame.len()).max(1);
         self.command(Command::Send {
             id,
             frame,
