@@ -1,0 +1,188 @@
+//! The load generator of the primary's ceiling bench (`bench/ceiling.mjs`):
+//! connections to `127.0.0.1:PORT` as fast as the primary hands them off.
+//! Each connection is opened, then waited on until the server side closes
+//! it — which happens only once the primary has handed it to a worker, the
+//! worker has acknowledged it and both have closed their copies — and then
+//! closed. A fixed number of connections is outstanding at a time (closed
+//! loop, below the listen backlog, so no SYN is ever dropped).
+//!
+//! It also samples the CPU time of the processes named with `--pids` over
+//! exactly the measured window (from `/proc/<pid>/stat`), and prints one
+//! line: `{"connections":…,"seconds":…,"errors":…,"cpu_s":[…]}`.
+//!
+//! ```text
+//! ceiling_load PORT SECONDS [--threads N] [--concurrency N] [--pids PID,PID…]
+//! ```
+//!
+//! Build: `cargo build --release --example ceiling_load`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+struct Options {
+    addr: SocketAddr,
+    seconds: f64,
+    threads: usize,
+    concurrency: usize,
+    pids: Vec<i32>,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: ceiling_load PORT SECONDS [--threads N] [--concurrency N] [--pids PID,...]";
+    let port: u16 = args.next().and_then(|a| a.parse().ok()).ok_or(usage)?;
+    let seconds: f64 = args.next().and_then(|a| a.parse().ok()).ok_or(usage)?;
+    let mut o = Options {
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        seconds,
+        threads: 1,
+        concurrency: 64,
+        pids: Vec::new(),
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(usage)?;
+        match flag.as_str() {
+            "--threads" => o.threads = value.parse().map_err(|_| usage)?,
+            "--concurrency" => o.concurrency = value.parse().map_err(|_| usage)?,
+            "--pids" => {
+                o.pids = value
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().map_err(|_| usage))
+                    .collect::<Result<_, _>>()?
+            }
+            _ => return Err(usage.into()),
+        }
+    }
+    if o.threads == 0 || o.concurrency < o.threads || !o.seconds.is_finite() || o.seconds <= 0.0 {
+        return Err(usage.into());
+    }
+    Ok(o)
+}
+
+/// utime + stime of process `pid`, all threads, in clock ticks.
+fn cpu_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may itself hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split(' ').skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+#[derive(Default)]
+struct Tally {
+    connections: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// One connection: open, wait for the server's close, close.
+async fn one(addr: SocketAddr) -> io::Result<()> {
+    let stream = TcpStream::connect(addr).await?;
+    let mut buf = [0u8; 64];
+    loop {
+        stream.readable().await?;
+        match stream.try_read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `n` connections outstanding until `deadline`; only those completed by
+/// then count.
+fn drive(addr: SocketAddr, n: usize, deadline: Instant, tally: Arc<Tally>) -> io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    rt.block_on(async move {
+        let mut tasks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let tally = tally.clone();
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let r = one(addr).await;
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    match r {
+                        Ok(()) => tally.connections.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => tally.errors.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tally = Arc::new(Tally::default());
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(o.seconds);
+    let cpu0: Vec<Option<u64>> = o.pids.iter().map(|&p| cpu_ticks(p)).collect();
+    // Connections still open at the deadline wait for a primary that may be
+    // stuck; the measurement is over by then, so a bounded wait ends it.
+    let watchdog = deadline + Duration::from_secs(10);
+    let mut threads = Vec::new();
+    for i in 0..o.threads {
+        // The outstanding connections, spread over the threads.
+        let n = o.concurrency / o.threads + usize::from(i < o.concurrency % o.threads);
+        let tally = tally.clone();
+        let addr = o.addr;
+        threads.push(std::thread::spawn(move || drive(addr, n, deadline, tally)));
+    }
+    std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+    let cpu1: Vec<Option<u64>> = o.pids.iter().map(|&p| cpu_ticks(p)).collect();
+    let seconds = start.elapsed().as_secs_f64();
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    let cpu: Vec<String> = cpu0
+        .iter()
+        .zip(&cpu1)
+        .map(|(a, b)| match (a, b) {
+            (Some(a), Some(b)) => format!("{}", b.saturating_sub(*a) as f64 / hz),
+            _ => "null".into(),
+        })
+        .collect();
+    let mut failed = false;
+    for t in threads {
+        let left = watchdog.saturating_duration_since(Instant::now());
+        while !t.is_finished() && Instant::now() < watchdog {
+            std::thread::sleep(Duration::from_millis(10).min(left));
+        }
+        if !t.is_finished() {
+            failed = true;
+            break;
+        }
+        failed |= !matches!(t.join(), Ok(Ok(())));
+    }
+    println!(
+        "{{\"connections\":{},\"seconds\":{seconds},\"errors\":{},\"cpu_s\":[{}],\"stuck\":{failed}}}",
+        tally.connections.load(Ordering::Relaxed),
+        tally.errors.load(Ordering::Relaxed),
+        cpu.join(",")
+    );
+    if failed {
+        // Threads still waiting on connections: do not wait for them.
+        std::process::exit(1);
+    }
+    ExitCode::SUCCESS
+}
