@@ -113,7 +113,6 @@ async function measure(impl, bins) {
     if (!ready || ready.error) throw new Error(`primary: ${ready ? ready.error : 'exited before ready'}`);
     await runLoad(bins.ceiling_load, port, opts.warmup, []);
     const r = await runLoad(bins.ceiling_load, port, opts.duration, [ready.primary, ...ready.workers]);
-    if (r.stuck) throw new Error('connections were still open 10 s after the window');
     const [primaryCpu, ...workerCpu] = r.cpu_s;
     const workersCpu = workerCpu.reduce((a, b) => a + b, 0);
     child.stdin.write('exit\n');

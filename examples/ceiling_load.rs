@@ -121,6 +121,7 @@ fn drive(addr: SocketAddr, n: usize, deadline: Instant, tally: Arc<Tally>) -> io
             }));
         }
         for t in tasks {
+            // A task only ends by panicking (then it counts nothing more).
             let _ = t.await;
         }
     });
@@ -139,16 +140,17 @@ fn main() -> ExitCode {
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(o.seconds);
     let cpu0: Vec<Option<u64>> = o.pids.iter().map(|&p| cpu_ticks(p)).collect();
-    // Connections still open at the deadline wait for a primary that may be
-    // stuck; the measurement is over by then, so a bounded wait ends it.
-    let watchdog = deadline + Duration::from_secs(10);
-    let mut threads = Vec::new();
     for i in 0..o.threads {
         // The outstanding connections, spread over the threads.
         let n = o.concurrency / o.threads + usize::from(i < o.concurrency % o.threads);
         let tally = tally.clone();
         let addr = o.addr;
-        threads.push(std::thread::spawn(move || drive(addr, n, deadline, tally)));
+        std::thread::spawn(move || {
+            if let Err(e) = drive(addr, n, deadline, tally.clone()) {
+                eprintln!("ceiling_load: {e}");
+                tally.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        });
     }
     std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
     let cpu1: Vec<Option<u64>> = o.pids.iter().map(|&p| cpu_ticks(p)).collect();
@@ -162,27 +164,13 @@ fn main() -> ExitCode {
             _ => "null".into(),
         })
         .collect();
-    let mut failed = false;
-    for t in threads {
-        let left = watchdog.saturating_duration_since(Instant::now());
-        while !t.is_finished() && Instant::now() < watchdog {
-            std::thread::sleep(Duration::from_millis(10).min(left));
-        }
-        if !t.is_finished() {
-            failed = true;
-            break;
-        }
-        failed |= !matches!(t.join(), Ok(Ok(())));
-    }
     println!(
-        "{{\"connections\":{},\"seconds\":{seconds},\"errors\":{},\"cpu_s\":[{}],\"stuck\":{failed}}}",
+        "{{\"connections\":{},\"seconds\":{seconds},\"errors\":{},\"cpu_s\":[{}]}}",
         tally.connections.load(Ordering::Relaxed),
         tally.errors.load(Ordering::Relaxed),
         cpu.join(",")
     );
-    if failed {
-        // Threads still waiting on connections: do not wait for them.
-        std::process::exit(1);
-    }
+    // Connections still outstanding are not waited for (they are past the
+    // window): exiting closes them.
     ExitCode::SUCCESS
 }

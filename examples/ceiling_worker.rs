@@ -111,6 +111,7 @@ fn run() -> Result<(), String> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut fds: VecDeque<OwnedFd> = VecDeque::new();
     let mut received = Vec::new();
+    let mut held: Option<OwnedFd> = None;
     loop {
         let n = scm::recv(channel, &mut buf, &mut received)
             .map_err(|e| format!("read from the channel: {e}"))?;
@@ -123,8 +124,14 @@ fn run() -> Result<(), String> {
             let msg = framing::decode_value(ser, &payload).map_err(|e| e.to_string())?;
             match msg.get("cmd").and_then(Value::as_str) {
                 Some("NODE_HANDLE") => {
-                    // The descriptor came with the envelope's first byte.
-                    drop(fds.pop_front());
+                    // The descriptor came with the envelope's first byte. It
+                    // is kept until the next one comes, by which time the
+                    // primary has closed its copy (it closes on our reply,
+                    // before handing us the next connection): as with a
+                    // real worker, which serves the connection, the last
+                    // close — the TCP teardown — is the worker's, not the
+                    // primary's.
+                    drop(std::mem::replace(&mut held, fds.pop_front()));
                     w.send_raw(Value::object([("cmd", Value::str("NODE_HANDLE_ACK"))]));
                     let inner = msg.get("msg");
                     if inner.and_then(|m| m.get("act")).and_then(Value::as_str) != Some("newconn") {
