@@ -71,12 +71,12 @@ fn main() {
         });
         drive(&mut p);
     }
-    // Each newconn carries the next seq; remember which worker got which by
-    // watching the frames, as the worker's reply must name it.
+    // The query replies took seqs 0..workers; each newconn takes the next,
+    // and round-robin hands them to the workers in turn.
     let mut reply = Vec::with_capacity(128);
-    let mut seq = u64::from(workers);
     let mut next_worker = 1;
     for conn in 1..=n {
+        let seq = u64::from(workers) + conn - 1;
         p.handle(Input::Accepted {
             listener: FdId(0),
             conn: FdId(conn),
@@ -95,7 +95,6 @@ fn main() {
             fds: Vec::new(),
         });
         assert_eq!(drive(&mut p), 1, "the primary's copy is released");
-        seq += 1;
         next_worker = next_worker % workers + 1;
     }
     black_box(p.footprint());
