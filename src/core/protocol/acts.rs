@@ -4,6 +4,7 @@
 //! `newconn` replies), and framing what the primary sends.
 
 use crate::core::codec::framing::{self, Serialization};
+use crate::core::codec::hot::{self, Hot};
 use crate::core::codec::value::Value;
 use crate::core::codec::{json, wire};
 use crate::core::protocol::event::Event;
@@ -68,6 +69,18 @@ impl Protocol {
         let Some(ser) = self.workers.get(&id).map(|w| w.ser) else {
             return;
         };
+        // The two frames of every round-robin connection, in the exact
+        // shape Node writes them: no value tree needed. Anything else,
+        // however close, takes the general path below.
+        if ser == Serialization::Json {
+            match hot::recognise(&payload) {
+                Some(Hot::HandleAck) => return self.ack(id, true),
+                Some(Hot::NewconnReply { ack, accepted }) => {
+                    return self.on_newconn_reply(id, ack, accepted)
+                }
+                None => {}
+            }
+        }
         if framing::may_be_internal(ser, &payload) {
             match framing::decode_value(ser, &payload) {
                 Ok(v) if v.is_internal() => return self.on_internal(id, v, payload),
@@ -216,11 +229,9 @@ impl Protocol {
 
     fn on_cluster(&mut self, id: u32, msg: &Value) {
         if let Some(ack) = msg.get("ack").filter(|v| **v != Value::Undefined) {
-            if let Some(seq) = ack.as_i64() {
-                if let Some(conn) = self.servers.in_flight.remove(&(seq as u64)) {
-                    let accepted = msg.get("accepted").is_some_and(Value::truthy);
-                    self.on_newconn_reply(conn, accepted);
-                }
+            if let Some(seq) = ack.as_i64().and_then(|s| u64::try_from(s).ok()) {
+                let accepted = msg.get("accepted").is_some_and(Value::truthy);
+                self.on_newconn_reply(id, seq, accepted);
             }
             return;
         }

@@ -1,6 +1,7 @@
 //! Connections the primary accepts (round-robin, sticky, and vacated
 //! reuseport sockets): each goes to a worker as a `newconn` carrying the
-//! descriptor, one in flight per worker; a refusal re-routes it.
+//! descriptor, one in flight per worker and server, kept in the worker's
+//! slots until it answers; a refusal re-routes it.
 
 use crate::core::codec::framing::Serialization;
 use crate::core::codec::json;
@@ -65,10 +66,9 @@ impl Protocol {
             return;
         }
         let busy = self
-            .servers
-            .in_flight
-            .values()
-            .any(|c| c.worker == worker && c.key == key);
+            .workers
+            .get(&worker)
+            .is_some_and(|w| w.handoffs.iter().any(|c| c.key == key));
         if busy {
             return;
         }
@@ -114,20 +114,16 @@ impl Protocol {
                 self.send_cluster(worker, msg, Some((conn.fd.clone(), "net.Native")))
             }
         };
-        match sent {
-            Some(seq) => {
-                self.servers.in_flight.insert(
-                    seq,
-                    InFlightConn {
-                        key: key.to_string(),
-                        worker,
-                        conn,
-                    },
-                );
-            }
+        let slots = self.workers.get_mut(&worker).map(|w| &mut w.handoffs);
+        match (sent, slots) {
+            (Some(seq), Some(slots)) => slots.push(InFlightConn {
+                seq,
+                key: key.to_string(),
+                conn,
+            }),
             // The worker vanished between being picked and being written to:
             // the connection goes back into the queue for someone else.
-            None => self.redistribute(key, conn, Some(worker)),
+            _ => self.redistribute(key, conn, Some(worker)),
         }
     }
 
@@ -158,8 +154,17 @@ impl Protocol {
         }
     }
 
-    pub(crate) fn on_newconn_reply(&mut self, inflight: InFlightConn, accepted: bool) {
-        let InFlightConn { key, worker, conn } = inflight;
+    /// Worker `worker` answered the `newconn` whose `seq` was `ack`. A
+    /// reply naming a connection that is not in flight to this worker
+    /// (answered already, or another worker's) changes nothing.
+    pub(crate) fn on_newconn_reply(&mut self, worker: u32, ack: u64, accepted: bool) {
+        let Some(slots) = self.workers.get_mut(&worker).map(|w| &mut w.handoffs) else {
+            return;
+        };
+        let Some(at) = slots.iter().position(|c| c.seq == ack) else {
+            return;
+        };
+        let InFlightConn { key, conn, .. } = slots.swap_remove(at);
         if accepted {
             self.count(worker, |c| c.connections += 1);
         } else {
@@ -215,20 +220,17 @@ impl Protocol {
     /// so an unanswered connection is untouched. With nobody left to take
     /// it, it is closed (or waits out the server's listen grace).
     pub(crate) fn reroute_unanswered(&mut self, id: u32) {
-        let mut seqs: Vec<u64> = self
-            .servers
-            .in_flight
-            .iter()
-            .filter(|(_, c)| c.worker == id)
-            .map(|(seq, _)| *seq)
-            .collect();
+        let Some(mut unanswered) = self
+            .workers
+            .get_mut(&id)
+            .map(|w| std::mem::take(&mut w.handoffs))
+        else {
+            return;
+        };
         // Each goes ahead of the queue: the newest first, so that the
         // oldest ends up in front.
-        seqs.sort_unstable_by(|a, b| b.cmp(a));
-        for seq in seqs {
-            let Some(InFlightConn { key, conn, .. }) = self.servers.in_flight.remove(&seq) else {
-                continue;
-            };
+        unanswered.sort_unstable_by_key(|c| std::cmp::Reverse(c.seq));
+        for InFlightConn { key, conn, .. } in unanswered {
             self.rerouted += 1;
             self.queue_conn(&key, conn, Some(id), true);
         }

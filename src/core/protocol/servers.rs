@@ -81,10 +81,13 @@ pub struct Entry {
     pub data: Value,
 }
 
-/// A connection handed to a worker and not yet answered.
+/// A connection handed to a worker and not yet answered, in that worker's
+/// slots ([`WorkerState::handoffs`](super::workers::WorkerState)).
+#[derive(Debug)]
 pub struct InFlightConn {
+    /// The `seq` of the `newconn` frame, which the worker's reply names.
+    pub seq: u64,
     pub key: String,
-    pub worker: u32,
     pub conn: Conn,
 }
 
@@ -103,8 +106,6 @@ pub struct Servers {
     pub by_key: HashMap<String, Entry>,
     /// Listening sockets accepted on → their server's key.
     pub listeners: IdMap<FdId, String>,
-    /// newconn `seq` → connection awaiting the worker's `accepted` reply.
-    pub in_flight: IdMap<u64, InFlightConn>,
     /// Servers replaced under their key (Node 22+ re-listen) that workers
     /// still hold.
     pub orphans: Vec<(String, Entry)>,

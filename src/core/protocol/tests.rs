@@ -1975,7 +1975,12 @@ fn fuzz_finding_sticky_orphan_and_replacement_double_a_workers_newconns() {
     let client = Some("10.0.0.0".parse().expect("ip"));
     sim.accept(listener, client);
     sim.accept(listener, client);
-    let to: Vec<u32> = sim.p.servers.in_flight.values().map(|c| c.worker).collect();
+    let to: Vec<u32> = sim
+        .p
+        .workers
+        .iter()
+        .flat_map(|(id, w)| w.handoffs.iter().map(move |_| *id))
+        .collect();
     assert_eq!(to, [4], "the first in flight to worker 4, the second waits");
     // Node 22: listening again on a held key replaces the server.
     sim.send_json(5, &query(2, 8000, 1));
@@ -1988,10 +1993,9 @@ fn fuzz_finding_sticky_orphan_and_replacement_double_a_workers_newconns() {
     sim.outputs();
     let in_flight: Vec<(u32, String)> = sim
         .p
-        .servers
-        .in_flight
-        .values()
-        .map(|c| (c.worker, c.key.clone()))
+        .workers
+        .iter()
+        .flat_map(|(id, w)| w.handoffs.iter().map(move |c| (*id, c.key.clone())))
         .collect();
     assert_eq!(sim.p.check_invariants(), Ok(()), "in flight: {in_flight:?}");
 }
