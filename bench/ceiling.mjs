@@ -7,7 +7,11 @@
 //
 //   node bench/ceiling.mjs [--rounds N] [--duration S] [--workers N]
 //                          [--concurrency N] [--threads N] [--serialization json|advanced]
-//                          [--out FILE]
+//                          [--baseline DIR] [--out FILE]
+//
+// --baseline DIR adds a third column in the same rounds: native-cluster as
+// built in another checkout (e.g. the commit before a change), with the
+// ratio of this tree to it.
 //
 // No Node and no HTTP in the workers: both primaries fork the same Rust fake
 // worker (examples/ceiling_worker.rs), which registers a round-robin TCP
@@ -33,17 +37,17 @@ const root = path.resolve(here, '..');
 
 function parseArgs(argv) {
   const o = { rounds: 5, duration: 5, warmup: 1, workers: 2, concurrency: 64, threads: 1,
-    serialization: 'json', out: path.join(here, 'results', 'ceiling.jsonl') };
+    serialization: 'json', baseline: null, out: path.join(here, 'results', 'ceiling.jsonl') };
   const numeric = new Set(['rounds', 'duration', 'warmup', 'workers', 'concurrency', 'threads']);
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i].replace(/^--/, '');
     if (name === 'help' || name === 'h' || !(name in o) || i + 1 >= argv.length) {
       console.error('usage: node bench/ceiling.mjs [--rounds N] [--duration S] [--workers N] ' +
-        '[--concurrency N] [--threads N] [--serialization json|advanced] [--out FILE]');
+        '[--concurrency N] [--threads N] [--serialization json|advanced] [--baseline DIR] [--out FILE]');
       process.exit(name === 'help' || name === 'h' ? 0 : 2);
     }
     const v = argv[++i];
-    o[name] = numeric.has(name) ? Number(v) : name === 'out' ? path.resolve(v) : v;
+    o[name] = numeric.has(name) ? Number(v) : name === 'out' || name === 'baseline' ? path.resolve(v) : v;
     if (numeric.has(name) && !(o[name] >= 1)) {
       console.error(`bench: --${name} must be >= 1`);
       process.exit(2);
@@ -96,8 +100,9 @@ async function runLoad(bin, port, seconds, pids) {
 // One primary: ready, warm-up, the measured window, exit.
 async function measure(impl, bins) {
   const port = await freePort();
-  const cfg = { impl, workers: opts.workers, port, worker: bins.ceiling_worker,
-    serialization: opts.serialization };
+  const cfg = { impl: impl === 'baseline' ? 'native' : impl, workers: opts.workers, port,
+    worker: bins.ceiling_worker, serialization: opts.serialization,
+    root: impl === 'baseline' ? opts.baseline : undefined };
   const child = spawn(process.execPath, [path.join(here, 'ceiling_primary.cjs'), JSON.stringify(cfg)],
     { stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = once(child, 'exit');
@@ -165,11 +170,13 @@ const record = (obj) => out.write(`${JSON.stringify(obj)}\n`);
 const git = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).stdout?.trim();
 record({ type: 'run', ts: new Date().toISOString(), node: process.version, cpus: os.cpus().length, git, opts });
 
-const samples = { native: [], stock: [] };
+const impls = opts.baseline ? ['native', 'stock', 'baseline'] : ['native', 'stock'];
+const samples = Object.fromEntries(impls.map((i) => [i, []]));
 const t0 = Date.now();
 let failures = 0;
 for (let round = 0; round < opts.rounds; round++) {
-  const order = round % 2 === 0 ? ['native', 'stock'] : ['stock', 'native'];
+  // Each implementation goes first in turn.
+  const order = impls.map((_, i) => impls[(i + round) % impls.length]);
   for (const impl of order) {
     process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${impl} round ${round + 1}/${opts.rounds}`);
     try {
@@ -186,20 +193,24 @@ for (let round = 0; round < opts.rounds; round++) {
 }
 
 const rows = [['metric', 'native median (min–max)', 'stock median (min–max)', 'native/stock']];
+if (opts.baseline) rows[0].push('baseline median (min–max)', 'native/baseline');
+const ratioOf = (a, b) => (a && b && b.median !== 0 ? a.median / b.median : null);
+const cell = (x) => (x ? `${fmt(x.median)} (${fmt(x.min)}–${fmt(x.max)})` : '—');
+const showRatio = (r) => (r === null ? '—' : `${r.toFixed(2)}×`);
 for (const [metric, label] of Object.entries(LABELS)) {
-  const n = median(samples.native.map((m) => m[metric]));
-  const s = median(samples.stock.map((m) => m[metric]));
-  const ratio = n && s && s.median !== 0 ? n.median / s.median : null;
-  record({ type: 'summary', metric, native: n, stock: s, ratio });
-  const cell = (x) => (x ? `${fmt(x.median)} (${fmt(x.min)}–${fmt(x.max)})` : '—');
-  rows.push([label, cell(n), cell(s), ratio === null ? '—' : `${ratio.toFixed(2)}×`]);
+  const [n, s, b] = ['native', 'stock', 'baseline'].map((i) => median((samples[i] ?? []).map((m) => m[metric])));
+  const ratio = ratioOf(n, s);
+  record({ type: 'summary', metric, native: n, stock: s, ratio, baseline: b, vs_baseline: ratioOf(n, b) });
+  rows.push([label, cell(n), cell(s), showRatio(ratio)]);
+  if (opts.baseline) rows[rows.length - 1].push(cell(b), showRatio(ratioOf(n, b)));
 }
 const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => [...r[i]].length)));
 const line = (r) => `| ${r.map((c, i) => c + ' '.repeat(widths[i] - [...c].length)).join(' | ')} |`;
 const header = `native-cluster ceiling bench — ${new Date().toISOString()} — node ${process.version}, ` +
   `${os.cpus().length} CPUs, git ${git}; ${opts.workers} fake workers (${opts.serialization}), ` +
   `${opts.concurrency} connections outstanding on ${opts.threads} load thread(s), ` +
-  `${opts.duration}s windows (+${opts.warmup}s warm-up), ${opts.rounds} rounds; took ` +
+  `${opts.duration}s windows (+${opts.warmup}s warm-up), ${opts.rounds} rounds` +
+  (opts.baseline ? `; baseline: ${opts.baseline}` : '') + '; took ' +
   `${((Date.now() - t0) / 1000).toFixed(0)}s${failures ? `; ${failures} FAILED, see the JSONL` : ''}`;
 const report = [header, '', line(rows[0]), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
   ...rows.slice(1).map(line), ''].join('\n');

@@ -1,7 +1,8 @@
 'use strict';
 // The primary of the ceiling bench: `node ceiling_primary.cjs '<json config>'`.
 //
-// config.impl is 'native' (this package) or 'stock' (node:cluster); it forks
+// config.impl is 'native' (this package, or the checkout at config.root) or
+// 'stock' (node:cluster); it forks
 // config.workers fake workers (the Rust binary config.worker, see
 // examples/ceiling_worker.rs) under SCHED_RR on config.port, prints
 // `@@bench {"ready":true,"primary":pid,"workers":[pids]}` once all of them
@@ -17,7 +18,9 @@ const path = require('node:path');
 const readline = require('node:readline');
 
 const cfg = JSON.parse(process.argv[2]);
-const cluster = cfg.impl === 'native' ? require(path.resolve(__dirname, '..')) : require('node:cluster');
+const cluster = cfg.impl === 'native'
+  ? require(cfg.root ?? path.resolve(__dirname, '..'))
+  : require('node:cluster');
 
 function emit(obj) {
   process.stdout.write(`@@bench ${JSON.stringify(obj)}\n`);

@@ -178,6 +178,22 @@ impl FrameDecoder {
         result
     }
 
+    /// JSON only: the next complete line, if `f` makes something of it
+    /// without a copy; then the line is consumed. Otherwise (`None`, an
+    /// incomplete line, advanced framing, a failed stream) nothing is, and
+    /// [`Self::next_frame`] returns it as usual.
+    pub fn take_line_if<T>(&mut self, f: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
+        if self.ser != Serialization::Json || self.failed.is_some() {
+            return None;
+        }
+        let from = self.scanned.max(self.start);
+        let end = from + memchr::memchr(b'\n', self.buf.get(from..)?)?;
+        let taken = f(self.buf.get(self.start..end)?)?;
+        self.start = end + 1;
+        self.scanned = self.start;
+        Some(taken)
+    }
+
     fn next_line(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
         let from = self.scanned.max(self.start);
         let found = self
@@ -334,6 +350,23 @@ mod tests {
             encode_frame(ser, p, &mut stream);
         }
         (stream, payloads)
+    }
+
+    #[test]
+    fn take_line_if_consumes_only_a_whole_line_it_is_given() {
+        let mut dec = FrameDecoder::new(Serialization::Json);
+        dec.push(b"abc\nde");
+        assert_eq!(dec.take_line_if(|_| None::<()>), None);
+        assert_eq!(dec.take_line_if(|l| (l == b"abc").then_some(1)), Some(1));
+        // "de" is not a line yet: `f` is not even asked.
+        assert_eq!(dec.take_line_if(|_| Some(2)), None);
+        dec.push(b"f\n");
+        assert_eq!(dec.take_line_if(|_| None::<()>), None);
+        assert_eq!(drain(&mut dec), vec![b"def".to_vec()]);
+        assert_eq!(dec.buffered(), 0);
+        let mut adv = FrameDecoder::new(Serialization::Advanced);
+        adv.push(b"\0\0\0\x01\n");
+        assert_eq!(adv.take_line_if(|_| Some(())), None, "JSON only");
     }
 
     #[test]

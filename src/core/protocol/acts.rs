@@ -31,6 +31,16 @@ impl Protocol {
             if !w.open {
                 return;
             }
+            // The two frames of every round-robin connection, in the exact
+            // shape Node writes them: no copy and no value tree. Anything
+            // else, however close, takes the general path.
+            if let Some(hot) = w.decoder.take_line_if(hot::recognise) {
+                match hot {
+                    Hot::HandleAck => self.ack(id, true),
+                    Hot::NewconnReply { ack, accepted } => self.on_newconn_reply(id, ack, accepted),
+                }
+                continue;
+            }
             match w.decoder.next_frame() {
                 Ok(Some(payload)) => self.on_frame(id, payload),
                 Ok(None) => break,
@@ -69,18 +79,6 @@ impl Protocol {
         let Some(ser) = self.workers.get(&id).map(|w| w.ser) else {
             return;
         };
-        // The two frames of every round-robin connection, in the exact
-        // shape Node writes them: no value tree needed. Anything else,
-        // however close, takes the general path below.
-        if ser == Serialization::Json {
-            match hot::recognise(&payload) {
-                Some(Hot::HandleAck) => return self.ack(id, true),
-                Some(Hot::NewconnReply { ack, accepted }) => {
-                    return self.on_newconn_reply(id, ack, accepted)
-                }
-                None => {}
-            }
-        }
         if framing::may_be_internal(ser, &payload) {
             match framing::decode_value(ser, &payload) {
                 Ok(v) if v.is_internal() => return self.on_internal(id, v, payload),

@@ -10,8 +10,11 @@ use crate::core::protocol::balance::sticky::client_key;
 use crate::core::protocol::balance::Balancer;
 use crate::core::protocol::fd::{FdId, Handle};
 use crate::core::protocol::outbox::Frame;
-use crate::core::protocol::servers::{AcceptingServer, Conn, InFlightConn, Server, MAX_QUEUED};
+use crate::core::protocol::servers::{
+    AcceptingServer, Conn, InFlightConn, Key, Server, MAX_QUEUED,
+};
 use crate::core::protocol::{Output, Protocol};
+use std::io::Write;
 use std::net::IpAddr;
 
 /// The JSON frame of a `newconn` handoff, byte for byte what
@@ -23,35 +26,40 @@ pub(crate) fn newconn_json(key: &str, seq: u64) -> Vec<u8> {
     );
     json::write_string(key, &mut b);
     b.extend_from_slice(br#","seq":"#);
-    b.extend_from_slice(seq.to_string().as_bytes());
+    // Writing into a Vec cannot fail; no String on the way.
+    let _ = write!(b, "{seq}");
     b.extend_from_slice(b"}}\n");
     b
 }
 
 impl Protocol {
     /// A connection accepted on one of our listening sockets.
+    /// One lookup of its server: this runs for every connection.
     pub(crate) fn on_accepted(&mut self, listener: FdId, conn: Handle, peer: Option<IpAddr>) {
         // A listener we no longer accept on: the connection is closed.
         let Some(key) = self.servers.listeners.get(&listener).cloned() else {
             return;
         };
-        let ours = match self.servers.by_key.get(&key).map(|e| &e.server) {
-            Some(Server::Accepting(s)) => s.listener.id() == listener,
-            Some(Server::ReusePort(s)) => s.vacant.iter().any(|h| h.id() == listener),
-            _ => false,
-        };
-        if !ours {
-            return;
-        }
         let client = client_key(peer);
-        self.redistribute(&key, Conn { fd: conn, client }, None);
+        let conn = Conn { fd: conn, client };
         let mut stop = None;
-        if let Some(Server::Accepting(s)) = self.servers.by_key.get_mut(&key).map(|e| &mut e.server)
-        {
-            if !s.throttled && s.balancer.queued_len() >= MAX_QUEUED {
-                s.throttled = true;
-                stop = Some(s.listener.id());
+        let next = match self.servers.by_key.get_mut(&*key).map(|e| &mut e.server) {
+            Some(Server::Accepting(s)) if s.listener.id() == listener => {
+                let next = s.balancer.distribute(conn, client, None);
+                if !s.throttled && s.balancer.queued_len() >= MAX_QUEUED {
+                    s.throttled = true;
+                    stop = Some(listener);
+                }
+                next
             }
+            Some(Server::ReusePort(s)) if s.vacant.iter().any(|h| h.id() == listener) => {
+                s.balancer.distribute(conn)
+            }
+            // Not (or no longer) accepted on for its server: closed.
+            _ => return,
+        };
+        if let Some((w, c)) = next {
+            self.send_newconn(&key, w, c);
         }
         if let Some(listener) = stop {
             self.emit(Output::StopAccept { listener });
@@ -61,19 +69,19 @@ impl Protocol {
     /// Gives `worker` its next queued connection, if any. Never a second
     /// one while it has one of this server's in flight (it may have left
     /// and joined again before answering).
-    pub(crate) fn handoff(&mut self, key: &str, worker: u32) {
+    pub(crate) fn handoff(&mut self, key: &Key, worker: u32) {
         if self.gated(worker) {
             return;
         }
         let busy = self
             .workers
             .get(&worker)
-            .is_some_and(|w| w.handoffs.iter().any(|c| c.key == key));
+            .is_some_and(|w| w.handoffs.iter().any(|c| c.key == *key));
         if busy {
             return;
         }
         let mut resume = None;
-        let conn = match self.servers.by_key.get_mut(key).map(|e| &mut e.server) {
+        let conn = match self.servers.by_key.get_mut(&**key).map(|e| &mut e.server) {
             Some(Server::Accepting(s)) => {
                 let conn = s.balancer.handoff(worker);
                 // Accepting resumes once the queue is down to half.
@@ -99,7 +107,7 @@ impl Protocol {
         }
     }
 
-    pub(crate) fn send_newconn(&mut self, key: &str, worker: u32, conn: Conn) {
+    pub(crate) fn send_newconn(&mut self, key: &Key, worker: u32, conn: Conn) {
         let sent = match self.workers.get(&worker).map(|w| (w.ser, w.connected())) {
             // The hot path of SCHED_RR: the frame is written directly
             // rather than built as a value tree.
@@ -109,8 +117,10 @@ impl Protocol {
                 self.push_frame(worker, frame, false).then_some(seq)
             }
             _ => {
-                let msg =
-                    Value::object([("act", Value::from("newconn")), ("key", Value::from(key))]);
+                let msg = Value::object([
+                    ("act", Value::from("newconn")),
+                    ("key", Value::from(&**key)),
+                ]);
                 self.send_cluster(worker, msg, Some((conn.fd.clone(), "net.Native")))
             }
         };
@@ -118,7 +128,7 @@ impl Protocol {
         match (sent, slots) {
             (Some(seq), Some(slots)) => slots.push(InFlightConn {
                 seq,
-                key: key.to_string(),
+                key: key.clone(),
                 conn,
             }),
             // The worker vanished between being picked and being written to:
@@ -128,15 +138,15 @@ impl Protocol {
     }
 
     /// Queues a connection; `refused_by`: the worker that refused it.
-    fn redistribute(&mut self, key: &str, conn: Conn, refused_by: Option<u32>) {
+    fn redistribute(&mut self, key: &Key, conn: Conn, refused_by: Option<u32>) {
         self.queue_conn(key, conn, refused_by, false);
     }
 
     /// Queues a connection for the server under `key` and sends it at once
     /// if a worker is idle; `first`: ahead of the queue (it was handed out
     /// before). With no such server left, the connection is closed.
-    fn queue_conn(&mut self, key: &str, conn: Conn, not_to: Option<u32>, first: bool) {
-        let next = match self.servers.by_key.get_mut(key).map(|e| &mut e.server) {
+    fn queue_conn(&mut self, key: &Key, conn: Conn, not_to: Option<u32>, first: bool) {
+        let next = match self.servers.by_key.get_mut(&**key).map(|e| &mut e.server) {
             Some(Server::Accepting(s)) => {
                 let client = conn.client;
                 if first {

@@ -505,8 +505,8 @@ impl Protocol {
             }
             // A replaced server (Node 22+ re-listen) shares its key with
             // its replacement, and each may have one in flight.
-            let replaced = self.servers.orphans.iter().any(|(k, _)| *k == c.key);
-            if !lanes.insert((worker, c.key.as_str())) && !replaced {
+            let replaced = self.servers.orphans.iter().any(|(k, _)| **k == *c.key);
+            if !lanes.insert((worker, &*c.key)) && !replaced {
                 return Err(format!(
                     "worker {worker} has two newconns of {} in flight",
                     c.key
@@ -537,7 +537,7 @@ impl Protocol {
             }
         }
         for (listener, key) in &self.servers.listeners {
-            if !self.servers.by_key.contains_key(key) {
+            if !self.servers.by_key.contains_key(&**key) {
                 return Err(format!("listener {listener:?} for a closed server {key}"));
             }
         }

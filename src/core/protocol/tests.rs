@@ -1995,7 +1995,7 @@ fn fuzz_finding_sticky_orphan_and_replacement_double_a_workers_newconns() {
         .p
         .workers
         .iter()
-        .flat_map(|(id, w)| w.handoffs.iter().map(move |c| (*id, c.key.clone())))
+        .flat_map(|(id, w)| w.handoffs.iter().map(move |c| (*id, c.key.to_string())))
         .collect();
     assert_eq!(sim.p.check_invariants(), Ok(()), "in flight: {in_flight:?}");
 }
