@@ -67,6 +67,30 @@ impl Worker {
     }
 }
 
+/// Waits until the channel has bytes, as libuv does (epoll, `EPOLLIN`
+/// only). Blocking in `recvmsg` instead would be woken each time the
+/// primary reads one of our frames (the freed buffer space wakes the
+/// socket's waiters), a context switch per connection that a Node worker
+/// never has.
+fn wait_readable(channel: RawFd) -> Result<(), String> {
+    let mut pfd = libc::pollfd {
+        fd: channel,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `pfd` is one valid pollfd that outlives the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("poll the channel: {e}"));
+        }
+    }
+}
+
 fn env(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("{name} is not set (run me from a cluster primary)"))
 }
@@ -113,6 +137,7 @@ fn run() -> Result<(), String> {
     let mut received = Vec::new();
     let mut held: Option<OwnedFd> = None;
     loop {
+        wait_readable(channel)?;
         let n = scm::recv(channel, &mut buf, &mut received)
             .map_err(|e| format!("read from the channel: {e}"))?;
         if n == 0 {
