@@ -118,7 +118,8 @@ async function measure(impl, bins) {
     if (!ready || ready.error) throw new Error(`primary: ${ready ? ready.error : 'exited before ready'}`);
     await runLoad(bins.ceiling_load, port, opts.warmup, []);
     const r = await runLoad(bins.ceiling_load, port, opts.duration, [ready.primary, ...ready.workers]);
-    const [primaryCpu, ...workerCpu] = r.cpu_s;
+    const cpu = r.user_s.map((u, i) => u + r.sys_s[i]);
+    const [primaryCpu, ...workerCpu] = cpu;
     const workersCpu = workerCpu.reduce((a, b) => a + b, 0);
     child.stdin.write('exit\n');
     await exited;
@@ -126,6 +127,7 @@ async function measure(impl, bins) {
       conns_per_s: r.connections / r.seconds,
       primary_cores: primaryCpu / r.seconds,
       primary_us_per_conn: (primaryCpu * 1e6) / r.connections,
+      primary_user_us_per_conn: (r.user_s[0] * 1e6) / r.connections,
       conns_per_primary_core_s: r.connections / primaryCpu,
       workers_us_per_conn: (workersCpu * 1e6) / r.connections,
       errors: r.errors,
@@ -158,6 +160,7 @@ const LABELS = {
   conns_per_s: 'connections/s',
   primary_cores: 'primary CPU (cores)',
   primary_us_per_conn: 'primary CPU µs/connection',
+  primary_user_us_per_conn: '  of which user space',
   conns_per_primary_core_s: 'connections/s per primary core',
   workers_us_per_conn: 'fake workers CPU µs/connection',
   errors: 'connection errors',

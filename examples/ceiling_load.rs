@@ -8,7 +8,8 @@
 //!
 //! It also samples the CPU time of the processes named with `--pids` over
 //! exactly the measured window (from `/proc/<pid>/stat`), and prints one
-//! line: `{"connections":…,"seconds":…,"errors":…,"cpu_s":[…]}`.
+//! line: `{"connections":…,"seconds":…,"errors":…,"user_s":[…],"sys_s":[…]}`
+//! (user and system CPU seconds of each process, in `--pids` order).
 //!
 //! ```text
 //! ceiling_load PORT SECONDS [--threads N] [--concurrency N] [--pids PID,PID…]
@@ -65,15 +66,15 @@ fn parse() -> Result<Options, String> {
     Ok(o)
 }
 
-/// utime + stime of process `pid`, all threads, in clock ticks.
-fn cpu_ticks(pid: i32) -> Option<u64> {
+/// utime and stime of process `pid`, all threads, in clock ticks.
+fn cpu_ticks(pid: i32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which may itself hold spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut f = rest.split(' ').skip(11);
     let utime: u64 = f.next()?.parse().ok()?;
     let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 #[derive(Default)]
@@ -139,7 +140,7 @@ fn main() -> ExitCode {
     let tally = Arc::new(Tally::default());
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(o.seconds);
-    let cpu0: Vec<Option<u64>> = o.pids.iter().map(|&p| cpu_ticks(p)).collect();
+    let cpu0: Vec<Option<(u64, u64)>> = o.pids.iter().map(|&p| cpu_ticks(p)).collect();
     for i in 0..o.threads {
         // The outstanding connections, spread over the threads.
         let n = o.concurrency / o.threads + usize::from(i < o.concurrency % o.threads);
@@ -153,22 +154,27 @@ fn main() -> ExitCode {
         });
     }
     std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-    let cpu1: Vec<Option<u64>> = o.pids.iter().map(|&p| cpu_ticks(p)).collect();
+    let cpu1: Vec<Option<(u64, u64)>> = o.pids.iter().map(|&p| cpu_ticks(p)).collect();
     let seconds = start.elapsed().as_secs_f64();
     let hz = rustix::param::clock_ticks_per_second() as f64;
-    let cpu: Vec<String> = cpu0
-        .iter()
-        .zip(&cpu1)
-        .map(|(a, b)| match (a, b) {
-            (Some(a), Some(b)) => format!("{}", b.saturating_sub(*a) as f64 / hz),
-            _ => "null".into(),
-        })
-        .collect();
+    // Seconds of user and of system time per process, over the window.
+    let spent = |part: fn((u64, u64)) -> u64| -> String {
+        let each: Vec<String> = cpu0
+            .iter()
+            .zip(&cpu1)
+            .map(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => format!("{}", part(*b).saturating_sub(part(*a)) as f64 / hz),
+                _ => "null".into(),
+            })
+            .collect();
+        each.join(",")
+    };
     println!(
-        "{{\"connections\":{},\"seconds\":{seconds},\"errors\":{},\"cpu_s\":[{}]}}",
+        "{{\"connections\":{},\"seconds\":{seconds},\"errors\":{},\"user_s\":[{}],\"sys_s\":[{}]}}",
         tally.connections.load(Ordering::Relaxed),
         tally.errors.load(Ordering::Relaxed),
-        cpu.join(",")
+        spent(|t| t.0),
+        spent(|t| t.1),
     );
     // Connections still outstanding are not waited for (they are past the
     // window): exiting closes them.
