@@ -47,8 +47,8 @@ fn push_decimal(mut n: u64, out: &mut Vec<u8>) {
 }
 
 impl Protocol {
-    /// A connection accepted on one of our listening sockets.
-    /// One lookup of its server: this runs for every connection.
+    /// A connection accepted on one of our listening sockets. Its server is
+    /// looked up once (this runs for every connection).
     pub(crate) fn on_accepted(&mut self, listener: FdId, conn: Handle, peer: Option<IpAddr>) {
         // A listener we no longer accept on: the connection is closed.
         let Some(key) = self.servers.listeners.get(&listener).cloned() else {
