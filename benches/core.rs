@@ -156,12 +156,11 @@ fn message_codecs(c: &mut Criterion) {
             b.iter(|| framing::decode_value(ser, black_box(&payload)))
         });
         // What the protocol does with it instead, in the shape Node writes.
-        if ser == Serialization::Json {
-            assert!(hot::recognise(&payload).is_some());
-            g.bench_function("json/hot::recognise newconn ack", |b| {
-                b.iter(|| hot::recognise(black_box(&payload)))
-            });
-        }
+        assert!(hot::recognise(ser, &payload).is_some());
+        g.bench_function(
+            format!("{}/hot::recognise newconn ack", ser.as_str()),
+            |b| b.iter(|| hot::recognise(ser, black_box(&payload))),
+        );
     }
     g.finish();
 }

@@ -34,7 +34,8 @@ impl Protocol {
             // The two frames of every round-robin connection, in the exact
             // shape Node writes them: no copy and no value tree. Anything
             // else, however close, takes the general path.
-            if let Some(hot) = w.decoder.take_line_if(hot::recognise) {
+            let ser = w.ser;
+            if let Some(hot) = w.decoder.take_frame_if(|p| hot::recognise(ser, p)) {
                 match hot {
                     Hot::HandleAck => self.ack(id, true),
                     Hot::NewconnReply { ack, accepted } => self.on_newconn_reply(id, ack, accepted),
