@@ -30,6 +30,40 @@ pub(crate) fn newconn_json(key: &str, seq: u64) -> Vec<u8> {
     b
 }
 
+/// The advanced (V8) frame of a `newconn` handoff, byte for byte what
+/// [`Protocol::send_cluster`] would encode for it, when the key is ASCII
+/// and shorter than 128 bytes (a one-byte string with a one-byte length,
+/// as every TCP handle key is) and `seq` is a Smi; `None` otherwise.
+pub(crate) fn newconn_v8(key: &str, seq: u64) -> Option<Vec<u8>> {
+    let seq = u32::try_from(seq).ok().filter(|s| *s <= i32::MAX as u32)?;
+    let key_len = u8::try_from(key.len()).ok().filter(|n| *n < 0x80)?;
+    if !key.is_ascii() {
+        return None;
+    }
+    let mut b = Vec::with_capacity(128 + key.len());
+    // The length prefix, filled in at the end.
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(
+        b"\xff\x0f\x6f\x22\x03cmd\x22\x0bNODE_HANDLE\x22\x04type\x22\x0anet.Native\x22\x03msg\
+          \x6f\x22\x03cmd\x22\x0cNODE_CLUSTER\x22\x03act\x22\x07newconn\x22\x03key\x22",
+    );
+    b.push(key_len);
+    b.extend_from_slice(key.as_bytes());
+    b.extend_from_slice(b"\x22\x03seq\x49");
+    // Zigzag of a non-negative Smi, as a base-128 varint.
+    let mut n = seq << 1;
+    while n >= 0x80 {
+        b.push((n & 0x7f) as u8 | 0x80);
+        n >>= 7;
+    }
+    b.push(n as u8);
+    // The end of `msg` (4 properties), then of the envelope (3).
+    b.extend_from_slice(b"\x7b\x04\x7b\x03");
+    let len = u32::try_from(b.len() - 4).ok()?;
+    b[..4].copy_from_slice(&len.to_be_bytes());
+    Some(b)
+}
+
 /// `n` in decimal, as `JSON.stringify` writes a safe integer: without the
 /// formatting machinery, which showed in the per-connection profile.
 fn push_decimal(mut n: u64, out: &mut Vec<u8>) {
@@ -122,15 +156,20 @@ impl Protocol {
     }
 
     pub(crate) fn send_newconn(&mut self, key: &Key, worker: u32, conn: Conn) {
-        let sent = match self.workers.get(&worker).map(|w| (w.ser, w.connected())) {
-            // The hot path of SCHED_RR: the frame is written directly
-            // rather than built as a value tree.
-            Some((Serialization::Json, true)) => {
+        // The hot path of SCHED_RR: the frame is written directly rather
+        // than built as a value tree (the seq it names is the next one).
+        let direct = match self.workers.get(&worker).map(|w| (w.ser, w.connected())) {
+            Some((Serialization::Json, true)) => Some(newconn_json(key, self.seq)),
+            Some((Serialization::Advanced, true)) => newconn_v8(key, self.seq),
+            _ => None,
+        };
+        let sent = match direct {
+            Some(bytes) => {
                 let seq = self.next_seq();
-                let frame = Frame::with_fd(newconn_json(key, seq), Some(conn.fd.clone()));
+                let frame = Frame::with_fd(bytes, Some(conn.fd.clone()));
                 self.push_frame(worker, frame, false).then_some(seq)
             }
-            _ => {
+            None => {
                 let msg = Value::object([
                     ("act", Value::from("newconn")),
                     ("key", Value::from(&**key)),
@@ -265,6 +304,41 @@ impl Protocol {
 mod tests {
     use super::*;
     use crate::core::codec::framing;
+
+    #[test]
+    fn fast_v8_newconn_frame_matches_the_generic_encoding() {
+        for (key, seq) in [
+            ("127.0.0.1:8000:4:-1:0", 0),
+            ("::1:80:6:-1", 63),
+            ("0.0.0.0:3000:4:-1", 64),
+            ("k", 12_345_678),
+            ("x", i32::MAX as u64),
+        ] {
+            let generic = Value::object([
+                ("cmd", Value::from("NODE_HANDLE")),
+                ("type", Value::from("net.Native")),
+                (
+                    "msg",
+                    Value::object([
+                        ("cmd", Value::from("NODE_CLUSTER")),
+                        ("act", Value::from("newconn")),
+                        ("key", Value::from(key)),
+                        ("seq", Value::Number(seq as f64)),
+                    ]),
+                ),
+            ]);
+            assert_eq!(
+                newconn_v8(key, seq),
+                Some(framing::encode_value(Serialization::Advanced, &generic)),
+                "{key} {seq}"
+            );
+        }
+        // Left to the generic encoder: not a one-byte key with a one-byte
+        // length, or not a Smi.
+        assert_eq!(newconn_v8("café", 1), None);
+        assert_eq!(newconn_v8(&"k".repeat(128), 1), None);
+        assert_eq!(newconn_v8("k", i32::MAX as u64 + 1), None);
+    }
 
     #[test]
     fn decimals_as_javascript_writes_them() {
