@@ -1,6 +1,7 @@
 //! Criterion benches of the core's hot paths: splitting the IPC byte stream
 //! into frames (both framings), V8's wire subset and JSON for a typical
-//! internal message, the round-robin handoff path (picking a worker and
+//! internal message (and the byte matcher that spares the `newconn` reply
+//! the parse), the round-robin handoff path (picking a worker and
 //! encoding the `newconn` NODE_HANDLE envelope), and the protocol state
 //! machine's whole share of one round-robin connection, driven in memory.
 //!
@@ -9,7 +10,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use native_cluster::core::codec::framing::{self, FrameDecoder, Serialization};
 use native_cluster::core::codec::value::Value;
-use native_cluster::core::codec::{json, wire};
+use native_cluster::core::codec::{hot, json, wire};
 use native_cluster::core::protocol::balance::round_robin::RoundRobin;
 use native_cluster::core::protocol::fd::FdId;
 use native_cluster::core::protocol::{Input, Opened, Output, Protocol, SockName};
@@ -154,6 +155,12 @@ fn message_codecs(c: &mut Criterion) {
         g.bench_function(format!("{}/decode_value newconn ack", ser.as_str()), |b| {
             b.iter(|| framing::decode_value(ser, black_box(&payload)))
         });
+        // What the protocol does with it instead, in the shape Node writes.
+        assert!(hot::recognise(ser, &payload).is_some());
+        g.bench_function(
+            format!("{}/hot::recognise newconn ack", ser.as_str()),
+            |b| b.iter(|| hot::recognise(ser, black_box(&payload))),
+        );
     }
     g.finish();
 }

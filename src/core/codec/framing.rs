@@ -178,6 +178,32 @@ impl FrameDecoder {
         result
     }
 
+    /// The next complete frame's payload, if `f` makes something of it
+    /// without a copy; then the frame is consumed. Otherwise (`None`, an
+    /// incomplete frame, a failed stream) nothing is, and
+    /// [`Self::next_frame`] returns it as usual.
+    pub fn take_frame_if<T>(&mut self, f: impl FnOnce(&[u8]) -> Option<T>) -> Option<T> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let (payload, next) = match self.ser {
+            Serialization::Json => {
+                let from = self.scanned.max(self.start);
+                let end = from + memchr::memchr(b'\n', self.buf.get(from..)?)?;
+                (self.start..end, end + 1)
+            }
+            Serialization::Advanced => {
+                let prefix = self.buf.get(self.start..)?.first_chunk::<4>()?;
+                let end = (self.start + 4).checked_add(u32::from_be_bytes(*prefix) as usize)?;
+                (self.start + 4..end, end)
+            }
+        };
+        let taken = f(self.buf.get(payload)?)?;
+        self.start = next;
+        self.scanned = self.start;
+        Some(taken)
+    }
+
     fn next_line(&mut self) -> Result<Option<Vec<u8>>, FramingError> {
         let from = self.scanned.max(self.start);
         let found = self
@@ -334,6 +360,27 @@ mod tests {
             encode_frame(ser, p, &mut stream);
         }
         (stream, payloads)
+    }
+
+    #[test]
+    fn take_frame_if_consumes_only_a_whole_frame_it_is_given() {
+        let mut dec = FrameDecoder::new(Serialization::Json);
+        dec.push(b"abc\nde");
+        assert_eq!(dec.take_frame_if(|_| None::<()>), None);
+        assert_eq!(dec.take_frame_if(|l| (l == b"abc").then_some(1)), Some(1));
+        // "de" is not a line yet: `f` is not even asked.
+        assert_eq!(dec.take_frame_if(|_| Some(2)), None);
+        dec.push(b"f\n");
+        assert_eq!(dec.take_frame_if(|_| None::<()>), None);
+        assert_eq!(drain(&mut dec), vec![b"def".to_vec()]);
+        assert_eq!(dec.buffered(), 0);
+        let mut adv = FrameDecoder::new(Serialization::Advanced);
+        adv.push(b"\0\0\0\x02ab\0\0\0\x03c");
+        assert_eq!(adv.take_frame_if(|p| (p == b"ab").then_some(3)), Some(3));
+        assert_eq!(adv.take_frame_if(|_| Some(4)), None, "incomplete");
+        adv.push(b"de");
+        assert_eq!(adv.take_frame_if(|_| None::<()>), None);
+        assert_eq!(drain(&mut adv), vec![b"cde".to_vec()]);
     }
 
     #[test]

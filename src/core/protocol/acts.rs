@@ -4,6 +4,7 @@
 //! `newconn` replies), and framing what the primary sends.
 
 use crate::core::codec::framing::{self, Serialization};
+use crate::core::codec::hot::{self, Hot};
 use crate::core::codec::value::Value;
 use crate::core::codec::{json, wire};
 use crate::core::protocol::event::Event;
@@ -29,6 +30,17 @@ impl Protocol {
             };
             if !w.open {
                 return;
+            }
+            // The two frames of every round-robin connection, in the exact
+            // shape Node writes them: no copy and no value tree. Anything
+            // else, however close, takes the general path.
+            let ser = w.ser;
+            if let Some(hot) = w.decoder.take_frame_if(|p| hot::recognise(ser, p)) {
+                match hot {
+                    Hot::HandleAck => self.ack(id, true),
+                    Hot::NewconnReply { ack, accepted } => self.on_newconn_reply(id, ack, accepted),
+                }
+                continue;
             }
             match w.decoder.next_frame() {
                 Ok(Some(payload)) => self.on_frame(id, payload),
@@ -216,11 +228,9 @@ impl Protocol {
 
     fn on_cluster(&mut self, id: u32, msg: &Value) {
         if let Some(ack) = msg.get("ack").filter(|v| **v != Value::Undefined) {
-            if let Some(seq) = ack.as_i64() {
-                if let Some(conn) = self.servers.in_flight.remove(&(seq as u64)) {
-                    let accepted = msg.get("accepted").is_some_and(Value::truthy);
-                    self.on_newconn_reply(conn, accepted);
-                }
+            if let Some(seq) = ack.as_i64().and_then(|s| u64::try_from(s).ok()) {
+                let accepted = msg.get("accepted").is_some_and(Value::truthy);
+                self.on_newconn_reply(id, seq, accepted);
             }
             return;
         }

@@ -39,15 +39,10 @@ impl Protocol {
             .map(|(id, w)| WorkerCounters {
                 id: *id,
                 counters: w.counters,
-                in_flight: 0,
+                in_flight: w.handoffs.len() as u64,
             })
             .collect();
         out.sort_unstable_by_key(|c| c.id);
-        for conn in self.servers.in_flight.values() {
-            if let Ok(i) = out.binary_search_by_key(&conn.worker, |c| c.id) {
-                out[i].in_flight += 1;
-            }
-        }
         out
     }
 }

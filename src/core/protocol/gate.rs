@@ -6,7 +6,7 @@
 //! the primary accepts can honour it: a worker accepting from a socket of
 //! its own takes what the kernel gives it.
 
-use crate::core::protocol::servers::Server;
+use crate::core::protocol::servers::{Key, Server};
 use crate::core::protocol::Protocol;
 
 impl Protocol {
@@ -51,11 +51,11 @@ impl Protocol {
             }
         }
         for (key, w, c) in sends {
-            self.send_newconn(&key, w, c);
+            self.send_newconn(&Key::from(key.as_str()), w, c);
         }
         if open {
             for key in members {
-                self.handoff(&key, id);
+                self.handoff(&Key::from(key.as_str()), id);
             }
         }
     }

@@ -477,7 +477,7 @@ impl Protocol {
         let mut f = Footprint {
             workers: self.workers.len(),
             servers: self.servers.by_key.len() + self.servers.orphans.len(),
-            in_flight: self.servers.in_flight.len(),
+            in_flight: self.workers.values().map(|w| w.handoffs.len()).sum(),
             queued_frames: self.workers.values().map(|w| w.outbox.frames()).sum(),
             held_fds: self.workers.values().map(|w| w.fds_in.len()).sum(),
             buffered_bytes: self.workers.values().map(|w| w.decoder.buffered()).sum(),
@@ -490,28 +490,32 @@ impl Protocol {
 impl Protocol {
     /// Checks what must hold between any two inputs; the first broken rule,
     /// if any. No connection is both in flight and queued, or queued twice;
-    /// every in-flight connection's worker is known; every listener
+    /// no connection is in flight to a worker whose channel closed; every listener
     /// accepted on names a registered server.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
         let mut lanes = std::collections::HashSet::new();
-        for (seq, c) in &self.servers.in_flight {
+        let in_flight = self
+            .workers
+            .iter()
+            .flat_map(|(id, w)| w.handoffs.iter().map(move |c| (*id, w, c)));
+        for (worker, w, c) in in_flight {
             if !seen.insert(c.conn.fd.id()) {
                 return Err(format!("connection {:?} in flight twice", c.conn.fd));
             }
             // A replaced server (Node 22+ re-listen) shares its key with
             // its replacement, and each may have one in flight.
-            let replaced = self.servers.orphans.iter().any(|(k, _)| *k == c.key);
-            if !lanes.insert((c.worker, c.key.as_str())) && !replaced {
+            let replaced = self.servers.orphans.iter().any(|(k, _)| **k == *c.key);
+            if !lanes.insert((worker, &*c.key)) && !replaced {
                 return Err(format!(
-                    "worker {} has two newconns of {} in flight",
-                    c.worker, c.key
+                    "worker {worker} has two newconns of {} in flight",
+                    c.key
                 ));
             }
-            if !self.workers.contains_key(&c.worker) {
+            if !w.open {
                 return Err(format!(
-                    "newconn {seq} in flight to unknown worker {}",
-                    c.worker
+                    "newconn {} in flight to worker {worker}, whose channel is closed",
+                    c.seq
                 ));
             }
         }
@@ -533,7 +537,7 @@ impl Protocol {
             }
         }
         for (listener, key) in &self.servers.listeners {
-            if !self.servers.by_key.contains_key(key) {
+            if !self.servers.by_key.contains_key(&**key) {
                 return Err(format!("listener {listener:?} for a closed server {key}"));
             }
         }

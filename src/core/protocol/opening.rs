@@ -8,7 +8,7 @@ use crate::core::codec::value::Value;
 use crate::core::protocol::balance::{Balancer, Policy};
 use crate::core::protocol::fd::Handle;
 use crate::core::protocol::servers::{
-    AcceptingServer, Becomes, Entry, OpenFor, Server, SharedServer,
+    AcceptingServer, Becomes, Entry, Key, OpenFor, Server, SharedServer,
 };
 use crate::core::protocol::{Output, Protocol, SockName};
 
@@ -79,6 +79,7 @@ impl Protocol {
                         self.orphan(&key, old);
                     }
                 }
+                let key = Key::from(key);
                 for (w, _) in waiters {
                     self.handoff(&key, w);
                 }
@@ -115,7 +116,7 @@ impl Protocol {
     ) -> Server {
         match becomes {
             Becomes::Accepting { pipe } => {
-                self.servers.listeners.insert(fd.id(), key.to_string());
+                self.servers.listeners.insert(fd.id(), Key::from(key));
                 self.emit(Output::Accept {
                     listener: fd.id(),
                     peer: self.policy == Policy::Sticky,

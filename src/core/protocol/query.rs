@@ -6,7 +6,7 @@ use crate::core::codec::json;
 use crate::core::codec::value::Value;
 use crate::core::protocol::balance::reuseport::ReusePort;
 use crate::core::protocol::balance::Policy;
-use crate::core::protocol::servers::{Becomes, Entry, OpenFor, OpeningServer, Server};
+use crate::core::protocol::servers::{Becomes, Entry, Key, OpenFor, OpeningServer, Server};
 use crate::core::protocol::{OpenSpec, Output, Protocol};
 
 /// Node's default listen backlog.
@@ -158,7 +158,7 @@ impl Protocol {
         // A failed bind is forgotten: other workers get a chance to retry.
         if errno == 0 || !entry.is_unused() {
             self.servers.by_key.insert(key.clone(), entry);
-            self.handoff(&key, id);
+            self.handoff(&Key::from(key.as_str()), id);
         }
     }
 

@@ -6,7 +6,7 @@
 use crate::core::codec::value::Value;
 use crate::core::protocol::balance::reuseport::ReusePort;
 use crate::core::protocol::fd::Handle;
-use crate::core::protocol::servers::{Conn, OpenFor, Server};
+use crate::core::protocol::servers::{Conn, Key, OpenFor, Server};
 use crate::core::protocol::{OpenSpec, Output, Protocol, SockName, TimerFor};
 
 impl Protocol {
@@ -118,7 +118,7 @@ impl Protocol {
         }
         self.servers.by_key.insert(key.to_string(), entry);
         if let Some(w) = joined {
-            self.handoff(key, w);
+            self.handoff(&Key::from(key), w);
         }
     }
 
@@ -140,7 +140,7 @@ impl Protocol {
             self.accept_vacant(&key, socket);
         }
         for (key, worker, conn) in out.rehomed {
-            self.send_newconn(&key, worker, conn);
+            self.send_newconn(&Key::from(key), worker, conn);
         }
     }
 
@@ -174,7 +174,7 @@ impl Protocol {
         };
         let listener = socket.id();
         s.vacant.push(socket);
-        self.servers.listeners.insert(listener, key.to_string());
+        self.servers.listeners.insert(listener, Key::from(key));
         self.emit(Output::Accept {
             listener,
             peer: false,

@@ -10,6 +10,12 @@ use crate::core::protocol::balance::reuseport::{Left, ReusePort};
 use crate::core::protocol::balance::Balancer;
 use crate::core::protocol::fd::{FdId, Handle};
 use std::collections::HashMap;
+use std::rc::Rc;
+
+/// A primary-accepted server's handle key as the per-connection path holds
+/// it (the listener's entry, each connection in flight): shared, so that
+/// a connection costs no copy of it.
+pub type Key = Rc<str>;
 
 pub enum Server {
     Accepting(AcceptingServer),
@@ -81,10 +87,13 @@ pub struct Entry {
     pub data: Value,
 }
 
-/// A connection handed to a worker and not yet answered.
+/// A connection handed to a worker and not yet answered, in that worker's
+/// slots ([`WorkerState::handoffs`](super::workers::WorkerState)).
+#[derive(Debug)]
 pub struct InFlightConn {
-    pub key: String,
-    pub worker: u32,
+    /// The `seq` of the `newconn` frame, which the worker's reply names.
+    pub seq: u64,
+    pub key: Key,
     pub conn: Conn,
 }
 
@@ -102,9 +111,7 @@ pub struct Servers {
     /// std's hasher: keys are built from workers' frames (see `core::hash`).
     pub by_key: HashMap<String, Entry>,
     /// Listening sockets accepted on → their server's key.
-    pub listeners: IdMap<FdId, String>,
-    /// newconn `seq` → connection awaiting the worker's `accepted` reply.
-    pub in_flight: IdMap<u64, InFlightConn>,
+    pub listeners: IdMap<FdId, Key>,
     /// Servers replaced under their key (Node 22+ re-listen) that workers
     /// still hold.
     pub orphans: Vec<(String, Entry)>,

@@ -917,6 +917,33 @@ fn a_gated_worker_gets_no_new_connection_until_opened() {
 }
 
 #[test]
+fn only_the_worker_a_connection_went_to_can_answer_it() {
+    let mut sim = Sim::new();
+    let listener = rr_server(&mut sim, &[1, 2]);
+    sim.accept(listener, None);
+    let frames = sim.frames(1);
+    let newconn = frames
+        .iter()
+        .find(|f| text(&f.value, &["msg", "act"]) == Some("newconn"))
+        .expect("worker 1 got the connection");
+    let seq = num(&newconn.value, &["msg", "seq"]).expect("seq");
+    // Worker 2 names worker 1's connection (refusing it): nothing happens.
+    sim.send_json(
+        2,
+        &format!(r#"{{"cmd":"NODE_CLUSTER","ack":{seq},"accepted":false,"seq":5}}"#),
+    );
+    assert_eq!(sim.p.footprint().in_flight, 1);
+    assert!(sim.frames(2).is_empty(), "nothing re-routed to worker 2");
+    // Worker 1's own answer settles it.
+    sim.send_json(1, r#"{"cmd":"NODE_HANDLE_ACK"}"#);
+    sim.send_json(
+        1,
+        &format!(r#"{{"cmd":"NODE_CLUSTER","ack":{seq},"accepted":true,"seq":5}}"#),
+    );
+    assert_eq!(sim.p.footprint().in_flight, 0);
+}
+
+#[test]
 fn a_connection_in_flight_to_a_worker_being_gated_stays_its_own() {
     let mut sim = Sim::new();
     let listener = rr_server(&mut sim, &[1, 2]);
@@ -1975,7 +2002,12 @@ fn fuzz_finding_sticky_orphan_and_replacement_double_a_workers_newconns() {
     let client = Some("10.0.0.0".parse().expect("ip"));
     sim.accept(listener, client);
     sim.accept(listener, client);
-    let to: Vec<u32> = sim.p.servers.in_flight.values().map(|c| c.worker).collect();
+    let to: Vec<u32> = sim
+        .p
+        .workers
+        .iter()
+        .flat_map(|(id, w)| w.handoffs.iter().map(move |_| *id))
+        .collect();
     assert_eq!(to, [4], "the first in flight to worker 4, the second waits");
     // Node 22: listening again on a held key replaces the server.
     sim.send_json(5, &query(2, 8000, 1));
@@ -1988,10 +2020,9 @@ fn fuzz_finding_sticky_orphan_and_replacement_double_a_workers_newconns() {
     sim.outputs();
     let in_flight: Vec<(u32, String)> = sim
         .p
-        .servers
-        .in_flight
-        .values()
-        .map(|c| (c.worker, c.key.clone()))
+        .workers
+        .iter()
+        .flat_map(|(id, w)| w.handoffs.iter().map(move |c| (*id, c.key.to_string())))
         .collect();
     assert_eq!(sim.p.check_invariants(), Ok(()), "in flight: {in_flight:?}");
 }

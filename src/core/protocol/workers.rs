@@ -1,11 +1,13 @@
 //! The protocol's view of one worker: its channel's framing, what it sent
 //! that is not yet a whole frame, the descriptors that came with it, the
-//! outbox, and where it is in its life.
+//! outbox, the connections handed to it and not yet answered, and where it
+//! is in its life.
 
 use crate::core::codec::framing::{FrameDecoder, Serialization};
 use crate::core::protocol::counters::Counters;
 use crate::core::protocol::fd::Handle;
 use crate::core::protocol::outbox::Outbox;
+use crate::core::protocol::servers::InFlightConn;
 use std::collections::VecDeque;
 
 pub struct WorkerState {
@@ -29,6 +31,10 @@ pub struct WorkerState {
     /// [`crate::core::protocol::gate`]).
     pub gated: bool,
     pub counters: Counters,
+    /// Connections handed to this worker and not yet answered: at most one
+    /// per server it shares (see `Protocol::handoff`), so a few slots
+    /// searched in place. Only this worker's reply can settle them.
+    pub handoffs: Vec<InFlightConn>,
 }
 
 impl WorkerState {
@@ -45,6 +51,7 @@ impl WorkerState {
             transmit_asked: false,
             gated: false,
             counters: Counters::default(),
+            handoffs: Vec::new(),
         }
     }
 
