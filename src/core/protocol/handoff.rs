@@ -305,6 +305,23 @@ mod tests {
     use super::*;
     use crate::core::codec::framing;
 
+    /// The `newconn` envelope as the generic encoder builds it.
+    fn generic_newconn(key: &str, seq: u64) -> Value {
+        Value::object([
+            ("cmd", Value::from("NODE_HANDLE")),
+            ("type", Value::from("net.Native")),
+            (
+                "msg",
+                Value::object([
+                    ("cmd", Value::from("NODE_CLUSTER")),
+                    ("act", Value::from("newconn")),
+                    ("key", Value::from(key)),
+                    ("seq", Value::Number(seq as f64)),
+                ]),
+            ),
+        ])
+    }
+
     #[test]
     fn fast_v8_newconn_frame_matches_the_generic_encoding() {
         for (key, seq) in [
@@ -314,19 +331,7 @@ mod tests {
             ("k", 12_345_678),
             ("x", i32::MAX as u64),
         ] {
-            let generic = Value::object([
-                ("cmd", Value::from("NODE_HANDLE")),
-                ("type", Value::from("net.Native")),
-                (
-                    "msg",
-                    Value::object([
-                        ("cmd", Value::from("NODE_CLUSTER")),
-                        ("act", Value::from("newconn")),
-                        ("key", Value::from(key)),
-                        ("seq", Value::Number(seq as f64)),
-                    ]),
-                ),
-            ]);
+            let generic = generic_newconn(key, seq);
             assert_eq!(
                 newconn_v8(key, seq),
                 Some(framing::encode_value(Serialization::Advanced, &generic)),
@@ -352,19 +357,7 @@ mod tests {
     #[test]
     fn fast_newconn_frame_matches_the_generic_encoding() {
         let key = "127.0.0.1:8000:4:undefined:0 \"quoted\"";
-        let generic = Value::object([
-            ("cmd", Value::from("NODE_HANDLE")),
-            ("type", Value::from("net.Native")),
-            (
-                "msg",
-                Value::object([
-                    ("cmd", Value::from("NODE_CLUSTER")),
-                    ("act", Value::from("newconn")),
-                    ("key", Value::from(key)),
-                    ("seq", Value::Number(42.0)),
-                ]),
-            ),
-        ]);
+        let generic = generic_newconn(key, 42);
         assert_eq!(
             newconn_json(key, 42),
             framing::encode_value(Serialization::Json, &generic)
