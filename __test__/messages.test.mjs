@@ -33,3 +33,16 @@ test('messages sent right before the primary exits are delivered, as with node:c
   assert.deepEqual(workerEvents(native), workerEvents(stock));
   assert.deepEqual(workerEvents(native), [['received', 100]]);
 });
+
+test('plain messages, messages with a handle, 1 MiB ones and send callbacks keep their order, as with node:cluster', async () => {
+  const [native, stock] = await Promise.all([run('interleaved.mjs'), run('interleaved.mjs', { impl: 'stock' })]);
+  assert.equal(native.code, 0, native.stderr);
+  assert.equal(stock.code, 0, stock.stderr);
+  const expected = Array.from({ length: 400 }, (_, i) => [i, i % 10 === 3, i % 50 === 25 ? 1 << 20 : 0]);
+  const seen = (r) => primaryEvents(r).find((e) => e[0] === 'seen')?.[1];
+  const callbacks = (r) => primaryEvents(r).find((e) => e[0] === 'callbacks')?.[1];
+  assert.deepEqual(seen(native), expected);
+  assert.deepEqual(seen(stock), expected);
+  assert.deepEqual(callbacks(native), Array.from({ length: 58 }, (_, k) => 7 * k));
+  assert.deepEqual(callbacks(native), callbacks(stock));
+});

@@ -203,7 +203,9 @@ pub fn write(
             Write::Done { .. } => {}
             other => return other,
         }
-        if flow.lanes.idle(id) {
+        // Frames held behind a handle until the worker's ACK keep the lane
+        // busy: the ACK's transmit writes them, then the lane goes idle.
+        if !protocol.outbox_idle(id) || flow.lanes.idle(id) {
             return Write::Done { callbacks };
         }
     }

@@ -326,6 +326,13 @@ impl Protocol {
         self.workers.get_mut(&id)?.outbox.transmit()
     }
 
+    /// Whether worker `id`'s outbox is empty and no handle it carried waits
+    /// for the worker's ACK (frames after a handle wait for that ACK, so
+    /// nothing may pass them).
+    pub fn outbox_idle(&self, id: u32) -> bool {
+        self.workers.get(&id).is_none_or(|w| w.outbox.is_idle())
+    }
+
     /// `n` bytes of what [`Self::transmit`] returned were written; returns
     /// how many bytes of JavaScript's frames that completed.
     pub fn written(&mut self, id: u32, n: usize) -> usize {
