@@ -8,7 +8,8 @@
 //! it [`Command`]s from JavaScript. `driver` is the loop: one future under
 //! `block_on` that owns and polls every source itself, no spawned tasks;
 //! `source` names the sources and gives each a waker, so a turn polls only
-//! those that woke; `channel` reads and writes a worker's channel, `accept`
+//! those that woke; `channel` reads and writes a worker's channel, `direct`
+//! lets JavaScript write to an idle one itself, `accept`
 //! accepts on a listening socket; `fds` is the table of descriptor tokens
 //! (listening sockets hold their acceptor there); `activation` the sockets
 //! a service manager passed; `procfs` the `/proc` figures of `stats()`;
