@@ -228,7 +228,9 @@ class WorkerProcess extends EventEmitter {
   _onWritten(count) {
     for (let i = 0; i < count; i++) {
       const callback = this._sendCallbacks.shift();
-      if (callback !== undefined) process.nextTick(callback, null);
+      // At once, as Node calls it on its write's completion: before a
+      // message read after that write (the worker's answer, say) is emitted.
+      if (callback !== undefined) callback(null);
     }
   }
 
