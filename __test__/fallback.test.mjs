@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
-import { here, run, primaryEvents } from './helpers.mjs';
+import { here, run, primaryEvents, target, addonFile } from './helpers.mjs';
 import { runSeedExample } from './seed_example.mjs';
 
 const root = path.join(here, '..');
@@ -18,7 +18,7 @@ function copyPackage(addon) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nc-fallback-'));
   for (const f of ['index.js', 'index.mjs', 'package.json']) fs.copyFileSync(path.join(root, f), path.join(dir, f));
   fs.cpSync(path.join(root, 'lib'), path.join(dir, 'lib'), { recursive: true });
-  if (addon !== undefined) fs.writeFileSync(path.join(dir, 'native-cluster.linux-x64-gnu.node'), addon);
+  if (addon !== undefined) fs.writeFileSync(path.join(dir, addonFile), addon);
   return dir;
 }
 
@@ -34,7 +34,7 @@ for (const [label, addon] of [['no addon file', undefined]]) {
       assert.match(res.body, /^stock worker 1$/);
       assert.equal(res.warnings.length, 1, JSON.stringify(res.warnings));
       assert.equal(res.warnings[0].code, 'NATIVE_CLUSTER_FALLBACK');
-      assert.match(res.warnings[0].message, /no usable addon for linux-x64-gnu/);
+      assert.match(res.warnings[0].message, new RegExp(`no usable addon for ${target}`));
       assert.equal(res.sticky?.code, 'ERR_NATIVE_CLUSTER_UNAVAILABLE');
       assert.match(res.sticky.message, /SCHED_STICKY needs native-cluster's addon/);
     } finally {
@@ -61,7 +61,7 @@ test('the seed example without the addon runs on node:cluster with exactly one w
     const { err } = await runSeedExample(path.join(project, 'seed.mjs'), { cwd: project, greeted: false });
     const warnings = err.split('\n').filter((l) => /Warning/.test(l));
     assert.equal(warnings.length, 1, err);
-    assert.match(warnings[0], /\[NATIVE_CLUSTER_FALLBACK\] Warning: using node:cluster instead: native-cluster has no usable addon for linux-x64-gnu/);
+    assert.match(warnings[0], new RegExp(`\\[NATIVE_CLUSTER_FALLBACK\\] Warning: using node:cluster instead: native-cluster has no usable addon for ${target}`));
   } finally {
     fs.rmSync(project, { recursive: true, force: true });
   }
@@ -78,7 +78,7 @@ test('the seed example without the addon and NATIVE_CLUSTER_REQUIRE_NATIVE=1 exi
     assert.equal(r.stdout, '');
     const reasons = r.stderr.split('\n').filter((l) => l.includes('no usable addon'));
     assert.equal(reasons.length, 1, r.stderr);
-    assert.match(reasons[0], /ERR_NATIVE_CLUSTER_ADDON\]: native-cluster has no usable addon for linux-x64-gnu .*not found.*npm run build.*https:\/\/rustup\.rs/);
+    assert.match(reasons[0], new RegExp(`ERR_NATIVE_CLUSTER_ADDON\\]: native-cluster has no usable addon for ${target} .*not found.*npm run build.*https://rustup\\.rs`));
   } finally {
     fs.rmSync(project, { recursive: true, force: true });
   }
@@ -93,8 +93,8 @@ test('NATIVE_CLUSTER_REQUIRE_NATIVE=1: no fallback; the error lists what was tri
     });
     const e = JSON.parse(out);
     assert.equal(e.code, 'ERR_NATIVE_CLUSTER_ADDON');
-    assert.ok(e.message.includes(path.join(pkg, 'native-cluster.linux-x64-gnu.node')), e.message);
-    assert.match(e.message, /native-cluster-linux-x64-gnu: not found/);
+    assert.ok(e.message.includes(path.join(pkg, addonFile)), e.message);
+    assert.match(e.message, new RegExp(`native-cluster-${target}: not found`));
     assert.match(e.message, /npm run build.*Rust toolchain/);
   } finally {
     fs.rmSync(pkg, { recursive: true, force: true });
@@ -112,7 +112,7 @@ test('an addon that is there but does not load: the first fork throws what was t
     });
     const e = JSON.parse(out);
     assert.equal(e.code, 'ERR_NATIVE_CLUSTER_ADDON');
-    assert.match(e.message, /native-cluster\.linux-x64-gnu\.node: .*(too short|invalid ELF)/);
+    assert.match(e.message, new RegExp(`native-cluster\\.${target}\\.node: .*(too short|invalid ELF)`));
   } finally {
     fs.rmSync(pkg, { recursive: true, force: true });
   }

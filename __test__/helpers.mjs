@@ -3,9 +3,17 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 
 export const here = path.dirname(fileURLToPath(import.meta.url));
 export const fixture = (name) => path.join(here, 'fixtures', name);
+
+// This platform's addon: its target (linux-x64-gnu, linux-arm64-musl, ...)
+// and the file name `npm run build` gives it.
+export const target = createRequire(import.meta.url)('../lib/native.js').target;
+export const addonFile = `native-cluster.${target}.node`;
+const escaped = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+export const addonFileRe = new RegExp(escaped(addonFile));
 
 export function run(name, { impl = 'native', env = {}, args = [], timeout = 30000, onLine, node = process.execPath } = {}) {
   return new Promise((resolve, reject) => {

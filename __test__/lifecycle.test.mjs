@@ -2,7 +2,7 @@
 // native-cluster as with stock node:cluster.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { run, primaryEvents } from './helpers.mjs';
+import { run, primaryEvents, addonFile } from './helpers.mjs';
 
 test('fork, online, listening, messages, disconnect and exit match node:cluster', async () => {
   const [native, stock] = await Promise.all([
@@ -33,7 +33,7 @@ test('requiring the package loads neither the addon nor node:cluster; the first 
     const before = { addon: mapped(), nodeCluster: process.moduleLoadList.includes('NativeModule cluster') };
     cluster.setupPrimary({ exec: '/dev/null', execArgv: [] });
     cluster.fork();
-    const exported = Object.keys(require(${JSON.stringify(root + 'native-cluster.linux-x64-gnu.node')})).sort();
+    const exported = Object.keys(require(${JSON.stringify(root + addonFile)})).sort();
     console.log(JSON.stringify({ before, after: mapped(), stubs, exported }));
     cluster.disconnect();
   `;

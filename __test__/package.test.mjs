@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFile, spawnSync } from 'node:child_process';
-import { here } from './helpers.mjs';
+import { here, addonFile } from './helpers.mjs';
 import { runSeedExample } from './seed_example.mjs';
 
 const root = path.join(here, '..');
@@ -32,7 +32,7 @@ test('npm pack, then npm install <tarball> without Rust: no lifecycle script, th
     assert.equal(packed.code, 0, packed.stderr);
     const [info] = JSON.parse(packed.stdout);
     const files = info.files.map((f) => f.path);
-    for (const f of ['LICENSE', 'README.md', 'index.js', 'index.mjs', 'index.d.ts', 'native-cluster.linux-x64-gnu.node']) {
+    for (const f of ['LICENSE', 'README.md', 'index.js', 'index.mjs', 'index.d.ts', addonFile]) {
       assert.ok(files.includes(f), `${f} is not in the tarball: ${files.join(', ')}`);
     }
     assert.equal(files.some((f) => f.startsWith('src/') || f.startsWith('__test__/')), false);

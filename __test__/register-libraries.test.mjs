@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { addonFileRe } from './helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const appDir = path.join(here, 'fixtures', 'register');
@@ -41,7 +42,7 @@ const getJSON = (port) => new Promise((resolve, reject) => {
 
 const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const addonLoaded = (pid) => /native-cluster\.linux-x64-gnu\.node/.test(readFileSync(`/proc/${pid}/maps`, 'utf8'));
+const addonLoaded = (pid) => addonFileRe.test(readFileSync(`/proc/${pid}/maps`, 'utf8'));
 
 function startApp(file, env) {
   const child = spawn(process.execPath, ['--require', 'native-cluster/register', file], {

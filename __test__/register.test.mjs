@@ -12,7 +12,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MAJORS, installHint, nodeBinaries } from './fixtures/register/nodes.mjs';
-import { untilRefusalsEnd } from './helpers.mjs';
+import { untilRefusalsEnd, addonFileRe } from './helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const appDir = path.join(here, 'fixtures', 'register');
@@ -133,7 +133,7 @@ for (const major of MAJORS) {
         assert.equal(count(/Primary forked worker: {2}\d+/g), n);
         // The primary process has the addon mapped: the native core serves.
         const maps = readFileSync(`/proc/${child.pid}/maps`, 'utf8');
-        assert.match(maps, /native-cluster\.linux-x64-gnu\.node/);
+        assert.match(maps, addonFileRe);
         await untilRefusalsEnd(() => get(8000));
         for (let i = 0; i < 2 * n; i++) assert.equal(await get(8000), 'hello world\n');
         assert.equal(err, '');
