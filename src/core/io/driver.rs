@@ -400,12 +400,11 @@ impl Driver {
             }
             Output::CloseChannel { id } => {
                 self.flow.closed(id);
-                let mut lost = self.flow.lanes.close(id);
+                let lost = self.close_lane(id);
                 if let Some(w) = self.workers.get_mut(&id) {
-                    lost |= w.head.take().is_some_and(|h| h.callback());
                     w.close();
                 }
-                self.lost_head(id, lost);
+                self.written(id, lost);
             }
             Output::Timer { timer, after_ms } => {
                 // Timers are rare (a listen grace): a sleeping thread each
@@ -627,15 +626,14 @@ impl Driver {
         }
         // Everything the worker wrote before dying is already in the socket:
         // deliver it, then the disconnect, then the exit.
-        let mut lost = self.flow.lanes.close(id);
-        if let Some(mut w) = self.workers.remove(&id) {
-            lost |= w.head.take().is_some_and(|h| h.callback());
+        let lost = self.close_lane(id);
+        if let Some(w) = self.workers.remove(&id) {
             if let Some(ch) = &w.channel {
                 let (buf, fd) = (&mut self.read_buf, ch.as_raw_fd());
                 channel::read(&mut self.protocol, &mut self.fds, id, fd, buf, true);
             }
         }
-        self.lost_head(id, lost);
+        self.written(id, lost);
         self.drain();
         self.input(Input::Exited { id, status });
     }
@@ -649,11 +647,16 @@ impl Driver {
         }
     }
 
-    /// Worker `id`'s channel closed with the rest of a direct write unsent:
-    /// its callback still runs, as Node runs it for a write that never
-    /// happens.
-    fn lost_head(&mut self, id: u32, callback: bool) {
-        self.written(id, u32::from(callback));
+    /// Worker `id`'s channel closes: no more direct writes, and the rest of
+    /// one still unsent (in its lane, or taken by the I/O thread) is lost.
+    /// Returns the callbacks that still run for it, as Node runs one for a
+    /// write that never happens.
+    fn close_lane(&mut self, id: u32) -> u32 {
+        let mut lost = self.flow.lanes.close(id);
+        if let Some(w) = self.workers.get_mut(&id) {
+            lost |= w.head.take().is_some_and(|h| h.callback());
+        }
+        u32::from(lost)
     }
 
     fn accept_on(&mut self, listener: FdId, peer: bool) {
