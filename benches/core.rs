@@ -13,9 +13,13 @@ use native_cluster::core::codec::value::Value;
 use native_cluster::core::codec::{hot, json, wire};
 use native_cluster::core::protocol::balance::round_robin::RoundRobin;
 use native_cluster::core::protocol::fd::FdId;
-use native_cluster::core::protocol::{Input, Opened, Output, Protocol, SockName};
+use native_cluster::core::protocol::{Input, Protocol};
 use std::hint::black_box;
 use std::time::Duration;
+
+#[path = "support/in_memory.rs"]
+mod in_memory;
+use in_memory::drive;
 
 const BOTH: [Serialization; 2] = [Serialization::Json, Serialization::Advanced];
 
@@ -221,28 +225,6 @@ fn handoff(c: &mut Criterion) {
     g.finish();
 }
 
-/// Does what a driver would with the protocol's outputs, writing every
-/// frame at once; returns how many descriptor tokens it was told to close.
-fn drive(p: &mut Protocol) -> usize {
-    let mut closed = 0;
-    while let Some(out) = p.poll_output() {
-        match out {
-            Output::Transmit { id } => {
-                p.transmitting(id);
-                while let Some((bytes, _)) = p.transmit(id) {
-                    let n = black_box(bytes).len();
-                    p.written(id, n);
-                }
-            }
-            Output::Close { .. } => closed += 1,
-            other => {
-                black_box(other);
-            }
-        }
-    }
-    closed
-}
-
 fn protocol(c: &mut Criterion) {
     let mut g = c.benchmark_group("protocol");
     g.throughput(Throughput::Elements(1));
@@ -255,29 +237,10 @@ fn protocol(c: &mut Criterion) {
             id: 1,
             serialization: Serialization::Json,
         });
-        let query = br#"{"cmd":"NODE_CLUSTER","act":"queryServer","seq":1,"address":"127.0.0.1","port":8000,"addressType":4,"fd":-1,"flags":0,"backlog":511,"index":0,"data":null}
-"#;
         p.handle(Input::Received {
             id: 1,
-            bytes: query,
+            bytes: in_memory::QUERY,
             fds: Vec::new(),
-        });
-        let mut bind = None;
-        while let Some(out) = p.poll_output() {
-            if let Output::Open { bind: b, .. } = out {
-                bind = Some(b);
-            }
-        }
-        p.handle(Input::Opened {
-            bind: bind.expect("an open request"),
-            result: Ok(Opened {
-                fd: FdId(0),
-                sockname: Some(SockName {
-                    address: "127.0.0.1".into(),
-                    ipv6: false,
-                    port: 8000,
-                }),
-            }),
         });
         drive(&mut p);
         // seq 0 answered the query; each newconn takes the next.
@@ -291,10 +254,7 @@ fn protocol(c: &mut Criterion) {
                 peer: None,
             });
             drive(&mut p);
-            reply.clear();
-            reply.extend_from_slice(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n{\"cmd\":\"NODE_CLUSTER\",\"ack\":");
-            reply.extend_from_slice(n.to_string().as_bytes());
-            reply.extend_from_slice(b",\"accepted\":true,\"seq\":7}\n");
+            in_memory::accept_reply(n, &mut reply);
             p.handle(Input::Received {
                 id: 1,
                 bytes: &reply,

@@ -16,49 +16,18 @@
 
 use native_cluster::core::codec::framing::Serialization;
 use native_cluster::core::protocol::fd::FdId;
-use native_cluster::core::protocol::{Input, Opened, Output, Protocol, SockName};
+use native_cluster::core::protocol::{Input, Protocol};
 use std::hint::black_box;
 
-/// Performs the protocol's outputs as a driver would, writing every frame
-/// at once and opening the server's socket; returns how many descriptor tokens it was told to close.
-fn drive(p: &mut Protocol) -> usize {
-    let mut closed = 0;
-    while let Some(out) = p.poll_output() {
-        match out {
-            Output::Transmit { id } => {
-                p.transmitting(id);
-                while let Some((bytes, _)) = p.transmit(id) {
-                    let n = black_box(bytes).len();
-                    p.written(id, n);
-                }
-            }
-            Output::Close { .. } => closed += 1,
-            Output::Open { bind, .. } => p.handle(Input::Opened {
-                bind,
-                result: Ok(Opened {
-                    fd: FdId(0),
-                    sockname: Some(SockName {
-                        address: "127.0.0.1".into(),
-                        ipv6: false,
-                        port: 8000,
-                    }),
-                }),
-            }),
-            other => {
-                black_box(other);
-            }
-        }
-    }
-    closed
-}
+#[path = "../benches/support/in_memory.rs"]
+mod in_memory;
+use in_memory::drive;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let workers: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2);
     let mut p = Protocol::new();
-    let query = br#"{"cmd":"NODE_CLUSTER","act":"queryServer","seq":1,"address":"127.0.0.1","port":8000,"addressType":4,"fd":-1,"flags":0,"backlog":511,"index":0,"data":null}
-"#;
     for id in 1..=workers {
         p.handle(Input::Adopted {
             id,
@@ -66,7 +35,7 @@ fn main() {
         });
         p.handle(Input::Received {
             id,
-            bytes: query,
+            bytes: in_memory::QUERY,
             fds: Vec::new(),
         });
         drive(&mut p);
@@ -83,12 +52,7 @@ fn main() {
             peer: None,
         });
         drive(&mut p);
-        reply.clear();
-        reply.extend_from_slice(
-            b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n{\"cmd\":\"NODE_CLUSTER\",\"ack\":",
-        );
-        reply.extend_from_slice(seq.to_string().as_bytes());
-        reply.extend_from_slice(b",\"accepted\":true,\"seq\":7}\n");
+        in_memory::accept_reply(seq, &mut reply);
         p.handle(Input::Received {
             id: next_worker,
             bytes: &reply,
