@@ -26,11 +26,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './free_port.mjs';
+import { markdownTable } from './markdown_table.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
@@ -74,14 +75,6 @@ function buildTools() {
   }
   if (!bins.ceiling_worker || !bins.ceiling_load) throw new Error('cargo did not report the binaries');
   return bins;
-}
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  return port;
 }
 
 async function runLoad(bin, port, seconds, pids) {
@@ -207,16 +200,13 @@ for (const [metric, label] of Object.entries(LABELS)) {
   rows.push([label, cell(n), cell(s), showRatio(ratio)]);
   if (opts.baseline) rows[rows.length - 1].push(cell(b), showRatio(ratioOf(n, b)));
 }
-const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => [...r[i]].length)));
-const line = (r) => `| ${r.map((c, i) => c + ' '.repeat(widths[i] - [...c].length)).join(' | ')} |`;
 const header = `native-cluster ceiling bench — ${new Date().toISOString()} — node ${process.version}, ` +
   `${os.cpus().length} CPUs, git ${git}; ${opts.workers} fake workers (${opts.serialization}), ` +
   `${opts.concurrency} connections outstanding on ${opts.threads} load thread(s), ` +
   `${opts.duration}s windows (+${opts.warmup}s warm-up), ${opts.rounds} rounds` +
   (opts.baseline ? `; baseline: ${opts.baseline}` : '') + '; took ' +
   `${((Date.now() - t0) / 1000).toFixed(0)}s${failures ? `; ${failures} FAILED, see the JSONL` : ''}`;
-const report = [header, '', line(rows[0]), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
-  ...rows.slice(1).map(line), ''].join('\n');
+const report = [header, '', ...markdownTable(rows), ''].join('\n');
 process.stdout.write(`\n${report}`);
 fs.writeFileSync(opts.out.replace(/\.jsonl$/, '') + '.txt', report);
 out.end();

@@ -13,12 +13,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './free_port.mjs';
+import { markdownTable } from './markdown_table.mjs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -183,14 +184,6 @@ function rssMB(pid, field = 'VmRSS') {
   } catch {
     return NaN;
   }
-}
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address();
-  await new Promise((resolve) => s.close(resolve));
-  return port;
 }
 
 // One benchmark primary (bench/primary.cjs) and its line protocol.
@@ -562,9 +555,7 @@ for (const [key, { scenario, v }] of results) {
   }
   void key;
 }
-const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => [...r[i]].length)));
-const line = (r) => `| ${r.map((c, i) => c + ' '.repeat(widths[i] - [...c].length)).join(' | ')} |`;
-const table = [line(rows[0]), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.slice(1).map(line)];
+const table = markdownTable(rows);
 
 // The targets (medians, native/stock in this run).
 const med = (scenario, variant, impl, metric) => stat(scenario, variant, impl, metric)?.median ?? null;
