@@ -10,18 +10,4 @@ const impl = process.argv[2];
 const cluster = require(impl === 'native' ? 'native-cluster' : 'node:cluster');
 const ms = performance.now() - t0;
 
-if (cluster.isWorker) {
-  process.send({ ms });
-  process.disconnect();
-} else {
-  cluster.setupPrimary({ args: [impl] });
-  const worker = cluster.fork();
-  worker.on('message', (m) => {
-    process.stdout.write(`@@bench ${JSON.stringify({ result: { require_ms: ms, worker_require_ms: m.ms } })}\n`);
-  });
-  worker.on('exit', (code, signal) => {
-    if (code !== 0) {
-      process.stdout.write(`@@bench ${JSON.stringify({ error: `worker exited (code ${code}, signal ${signal})` })}\n`);
-    }
-  });
-}
+require('./startup_report.cjs').report(cluster, impl, ms, 'require_ms', 'worker_require_ms');

@@ -8,18 +8,5 @@ const impl = process.argv[2];
 const { default: cluster } = await import(impl === 'native' ? 'native-cluster' : 'node:cluster');
 const ms = performance.now() - t0;
 
-if (cluster.isWorker) {
-  process.send({ ms });
-  process.disconnect();
-} else {
-  cluster.setupPrimary({ args: [impl] });
-  const worker = cluster.fork();
-  worker.on('message', (m) => {
-    process.stdout.write(`@@bench ${JSON.stringify({ result: { import_ms: ms, worker_import_ms: m.ms } })}\n`);
-  });
-  worker.on('exit', (code, signal) => {
-    if (code !== 0) {
-      process.stdout.write(`@@bench ${JSON.stringify({ error: `worker exited (code ${code}, signal ${signal})` })}\n`);
-    }
-  });
-}
+const { report } = await import('./startup_report.cjs');
+report(cluster, impl, ms, 'import_ms', 'worker_import_ms');
