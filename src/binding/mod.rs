@@ -2,6 +2,7 @@
 //! cluster logic. Events reach JavaScript through one weak thread-safe
 //! function, in batches; JavaScript refs it while workers are alive.
 
+mod express;
 pub mod stats;
 
 use crate::core::codec::framing::Serialization;
@@ -165,9 +166,29 @@ fn to_raw(env: &Env, ev: Event<OwnedFd>) -> RawEvent {
     }
 }
 
-/// Starts the I/O thread (once per process); `callback` receives event batches.
+/// JavaScript takes `batch` now: the I/O thread may send the next, and
+/// workers paused for this one may be read again.
+fn taken(flow: &Flow, batch: &[Event<OwnedFd>]) {
+    let deliver = flow.batch_taken();
+    let resume: Vec<u32> = batch.iter().filter_map(|e| flow.delivered(e)).collect();
+    if deliver || !resume.is_empty() {
+        let _ = with_primary(|s| {
+            if deliver {
+                let _ = s.primary.command(Command::Deliver);
+            }
+            for id in resume {
+                let _ = s.primary.command(Command::Resume { id });
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Starts the I/O thread (once per process); `callback` receives event
+/// batches, through a thread-safe function or, when a worker's write woke
+/// this thread, at once ([`express`]).
 #[napi]
-pub fn start(callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
+pub fn start(env: Env, callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
     let mut guard = STATE
         .lock()
         .map_err(|_| Error::new(Status::GenericFailure, "native-cluster state poisoned"))?;
@@ -175,31 +196,16 @@ pub fn start(callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
         return Ok(());
     }
     let flow = Flow::paced();
-    let taken = flow.clone();
+    let flow_js = flow.clone();
+    let flow_express = flow.clone();
     let tsfn: EventFn = callback
         .build_threadsafe_function::<Vec<Event<OwnedFd>>>()
         .callee_handled::<false>()
         .weak::<true>()
         .build_callback(move |ctx| {
-            // JavaScript takes this batch now: the I/O thread may send the
-            // next, and workers paused for this one may be read again.
-            let deliver = taken.batch_taken();
-            let resume: Vec<u32> = ctx
-                .value
-                .iter()
-                .filter_map(|e| taken.delivered(e))
-                .collect();
-            if deliver || !resume.is_empty() {
-                let _ = with_primary(|s| {
-                    if deliver {
-                        let _ = s.primary.command(Command::Deliver);
-                    }
-                    for id in resume {
-                        let _ = s.primary.command(Command::Resume { id });
-                    }
-                    Ok(())
-                });
-            }
+            taken(&flow_js, &ctx.value);
+            // Busy with this batch until the loop's next turn.
+            flow_js.express().set_idle(false);
             let env = ctx.env;
             Ok(ctx
                 .value
@@ -209,6 +215,7 @@ pub fn start(callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
         })?;
     let tsfn = Arc::new(tsfn);
     let sink_fn = tsfn.clone();
+    let fallback_fn = tsfn.clone();
     let primary = Primary::start(
         move |batch| {
             // NonBlocking never waits: the queue is unbounded, and what
@@ -219,7 +226,24 @@ pub fn start(callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
     )
     .map_err(core_err)?;
     *guard = Some(State { primary, tsfn });
+    drop(guard);
+    // Without it, every batch comes through the thread-safe function.
+    express::install(
+        env.raw(),
+        callback.raw(),
+        flow_express,
+        Box::new(move |batch| {
+            fallback_fn.call(batch, ThreadsafeFunctionCallMode::NonBlocking);
+        }),
+    );
     Ok(())
+}
+
+/// Batches of events JavaScript took when a worker's write woke it
+/// ([`express`]), rather than through the thread-safe function.
+#[napi]
+pub fn woken_batches() -> Result<f64> {
+    with_primary(|s| Ok(s.primary.flow().express().taken() as f64))
 }
 
 /// Keeps the process alive (true) while workers live, or lets it exit.

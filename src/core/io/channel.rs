@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::task::Waker;
+use std::time::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -38,6 +39,9 @@ pub struct WorkerIo {
     /// Reading waits: too much of this worker's data waits for JavaScript
     /// (the kernel holds the rest and, once full, throttles the worker).
     pub paused: bool,
+    /// Until when the worker's writes wake only the I/O thread (it is
+    /// being handed connections, see [`super::express`]).
+    pub quiet_until: Option<Instant>,
     pub read_waker: Waker,
     pub write_waker: Waker,
     pub exit_waker: Waker,
@@ -60,6 +64,7 @@ impl WorkerIo {
             head: None,
             exit: Some(watch(pidfd, Interest::READABLE)?),
             paused: false,
+            quiet_until: None,
             read_waker: woken.waker(Source::Channel(id)),
             write_waker: woken.waker(Source::Writable(id)),
             exit_waker: woken.waker(Source::Exit(id)),

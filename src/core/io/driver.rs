@@ -21,6 +21,7 @@ use crate::core::hash::IdMap;
 use crate::core::io::accept::{Accepting, Acceptor, Conn};
 use crate::core::io::activation::Activation;
 use crate::core::io::channel::{self, Read, WorkerIo, Write, READ_BUFFER};
+use crate::core::io::express::{AWAIT_AT_MOST, QUIET_FOR};
 use crate::core::io::fds::Fds;
 use crate::core::io::open::{neg_errno, open, sockname};
 use crate::core::io::source::{Source, Woken};
@@ -33,6 +34,7 @@ use crate::core::protocol::{Input, OpenSpec, Opened, Output, Protocol};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -120,6 +122,7 @@ pub fn run(
 impl Driver {
     /// One turn: polls the sources that woke, then ends the turn.
     fn turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.flow.express().turn_begins();
         // `queue` is empty between turns.
         self.woken.take(cx.waker(), &mut self.queue);
         // Then the sources that used up their budget last turn (rare).
@@ -132,6 +135,7 @@ impl Driver {
                 self.poll(source);
                 if self.shutdown {
                     self.end_turn();
+                    self.flow.express().turn_ends();
                     return Poll::Ready(());
                 }
             }
@@ -146,6 +150,7 @@ impl Driver {
             // Returning lets the reactor run before the rest.
             cx.waker().wake_by_ref();
         }
+        self.flow.express().turn_ends();
         Poll::Pending
     }
 
@@ -347,6 +352,12 @@ impl Driver {
         if let Some(Ok(copy)) = copy {
             self.flow.lanes.open(id, copy);
         }
+        // Another for JavaScript's wake-up; without it, the thread-safe
+        // function wakes JavaScript for this worker's messages.
+        let copy = self.workers.get(&id).and_then(|w| w.channel.as_ref());
+        if let Some(Ok(copy)) = copy.map(|ch| sys::dup_cloexec(ch.as_raw_fd())) {
+            let _ = self.flow.express().watch(id, copy);
+        }
         // First polls register the wakers.
         self.queue.push(Source::Channel(id));
         self.queue.push(Source::Exit(id));
@@ -392,6 +403,9 @@ impl Driver {
                 self.event(e);
             }
             Output::Transmit { id } => {
+                if self.protocol.handing(id) {
+                    self.quiet(id);
+                }
                 if !self.dirty.contains(&id) {
                     self.dirty.push(id);
                     // Before JavaScript hears of anything that followed.
@@ -467,7 +481,11 @@ impl Driver {
             self.hand_again = true;
         }
         let batch = std::mem::replace(&mut self.batch, rest);
-        (self.sink)(batch);
+        // A JavaScript thread woken by a worker's write takes it at once;
+        // else the thread-safe function wakes it.
+        if let Some(batch) = self.flow.express().offer(batch) {
+            (self.sink)(batch);
+        }
     }
 
     fn write_dirty(&mut self) {
@@ -518,7 +536,29 @@ impl Driver {
         }
     }
 
+    /// A connection was handed to worker `id`: its answers stop waking
+    /// JavaScript for a while.
+    fn quiet(&mut self, id: u32) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        if w.quiet_until.is_none() {
+            self.flow.express().set_quiet(id, true);
+        }
+        w.quiet_until = Some(Instant::now() + QUIET_FOR);
+    }
+
     fn poll_channel(&mut self, id: u32) {
+        if let Some(w) = self.workers.get_mut(&id) {
+            let expired = w.quiet_until.is_some_and(|t| Instant::now() >= t);
+            if expired && !self.protocol.handing(id) {
+                w.quiet_until = None;
+                self.flow.express().set_quiet(id, false);
+            }
+            if w.quiet_until.is_none() {
+                self.flow.express().await_js(AWAIT_AT_MOST);
+            }
+        }
         loop {
             let Some(w) = self.workers.get(&id) else {
                 return;
@@ -652,6 +692,7 @@ impl Driver {
     /// Returns the callbacks that still run for it, as Node runs one for a
     /// write that never happens.
     fn close_lane(&mut self, id: u32) -> u32 {
+        self.flow.express().unwatch(id);
         let mut lost = self.flow.lanes.close(id);
         if let Some(w) = self.workers.get_mut(&id) {
             lost |= w.head.take().is_some_and(|h| h.callback());

@@ -9,7 +9,8 @@
 //! `block_on` that owns and polls every source itself, no spawned tasks;
 //! `source` names the sources and gives each a waker, so a turn polls only
 //! those that woke; `channel` reads and writes a worker's channel, `direct`
-//! lets JavaScript write to an idle one itself, `accept`
+//! lets JavaScript write to an idle one itself, `express` wakes JavaScript
+//! on a worker's write and hands it the I/O thread's batch, `accept`
 //! accepts on a listening socket; `fds` is the table of descriptor tokens
 //! (listening sockets hold their acceptor there); `activation` the sockets
 //! a service manager passed; `procfs` the `/proc` figures of `stats()`;
@@ -20,6 +21,7 @@ mod activation;
 mod channel;
 pub mod direct;
 mod driver;
+pub mod express;
 mod fds;
 mod open;
 pub mod procfs;
@@ -36,6 +38,7 @@ use crate::core::protocol::balance::Policy;
 use crate::core::protocol::counters::WorkerCounters;
 use crate::core::protocol::event::Event;
 use direct::{Direct, Lanes};
+use express::Express;
 use spawn::{ChildEnds, Prepared, SpawnError, SpawnSpec};
 use std::io;
 use std::os::fd::OwnedFd;
@@ -76,13 +79,16 @@ pub type Launches = Arc<(Mutex<IdMap<u32, Result<i32, i32>>>, Condvar)>;
 /// thread faces one large batch, not a queue of small ones), and how many
 /// bytes of `worker.send()` are not yet written (what `send()`'s return
 /// value reports, as Node's `writeQueueSize` does); and the lanes through
-/// which JavaScript writes to an idle channel itself ([`direct`]).
+/// which JavaScript writes to an idle channel itself ([`direct`]), and the
+/// wake-up through which it takes a batch without the I/O thread waking it
+/// ([`express`]).
 #[derive(Clone, Default)]
 pub struct Flow {
     backlog: Arc<Mutex<Backlog>>,
     batches: Arc<Mutex<Batches>>,
     unwritten: Arc<Mutex<IdMap<u32, usize>>>,
     lanes: Arc<Lanes>,
+    express: Arc<Express>,
     /// One batch at a time: the consumer reports each taken batch
     /// ([`Flow::batch_taken`]) and sends `Command::Deliver` when told to.
     /// Without (`Flow::default()`), every turn's batch goes at once.
@@ -140,6 +146,16 @@ impl Flow {
             b.held = true;
         }
         true
+    }
+
+    /// Whether a batch was handed to JavaScript and not yet taken.
+    pub fn batch_out(&self) -> bool {
+        self.batches.lock().is_ok_and(|b| b.out)
+    }
+
+    /// The wake-up of JavaScript on worker channels.
+    pub fn express(&self) -> &Express {
+        &self.express
     }
 
     /// JavaScript takes a batch: whether the I/O thread holds the next one.
@@ -374,6 +390,11 @@ impl Primary {
             launches,
             thread: Some(thread),
         })
+    }
+
+    /// The flow control shared with the I/O thread.
+    pub fn flow(&self) -> &Flow {
+        &self.flow
     }
 
     pub fn command(&self, cmd: Command) -> Result<(), CoreError> {

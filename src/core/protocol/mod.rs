@@ -333,6 +333,13 @@ impl Protocol {
         self.workers.get(&id).is_none_or(|w| w.outbox.is_idle())
     }
 
+    /// Whether connections handed to worker `id` wait for its answer.
+    pub fn handing(&self, id: u32) -> bool {
+        self.workers
+            .get(&id)
+            .is_some_and(|w| !w.handoffs.is_empty())
+    }
+
     /// `n` bytes of what [`Self::transmit`] returned were written; returns
     /// how many bytes of JavaScript's frames that completed.
     pub fn written(&mut self, id: u32, n: usize) -> usize {
