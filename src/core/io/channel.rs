@@ -99,7 +99,7 @@ pub enum Read {
 }
 
 /// Reads worker `id`'s channel `fd` into the protocol; `drain`: to the end
-/// (the worker exited).
+/// (the worker exited). Returns how it ended and how many bytes it read.
 pub fn read(
     protocol: &mut Protocol,
     fds: &mut Fds,
@@ -107,6 +107,20 @@ pub fn read(
     fd: RawFd,
     buf: &mut [u8],
     drain: bool,
+) -> (Read, usize) {
+    let mut total = 0;
+    let read = read_into(protocol, fds, id, fd, buf, drain, &mut total);
+    (read, total)
+}
+
+fn read_into(
+    protocol: &mut Protocol,
+    fds: &mut Fds,
+    id: u32,
+    fd: RawFd,
+    buf: &mut [u8],
+    drain: bool,
+    total: &mut usize,
 ) -> Read {
     let mut reads = 0;
     while drain || reads < READ_BATCH {
@@ -118,6 +132,7 @@ pub fn read(
                 return Read::Closed;
             }
             Ok(n) => {
+                *total += n;
                 let got_fds = !received.is_empty();
                 let fds = received.into_iter().map(|f| fds.insert(f)).collect();
                 protocol.handle(Input::Received {

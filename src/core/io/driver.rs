@@ -21,7 +21,7 @@ use crate::core::hash::IdMap;
 use crate::core::io::accept::{Accepting, Acceptor, Conn};
 use crate::core::io::activation::Activation;
 use crate::core::io::channel::{self, Read, WorkerIo, Write, READ_BUFFER};
-use crate::core::io::express::{AWAIT_AT_MOST, QUIET_FOR};
+use crate::core::io::express::{AWAIT_AT_MOST, QUIET_FOR, STREAMING};
 use crate::core::io::fds::Fds;
 use crate::core::io::open::{neg_errno, open, sockname};
 use crate::core::io::source::{Source, Woken};
@@ -536,8 +536,9 @@ impl Driver {
         }
     }
 
-    /// A connection was handed to worker `id`: its answers stop waking
-    /// JavaScript for a while.
+    /// Worker `id` is handed connections, or streams messages: its writes
+    /// stop waking JavaScript for a while (they would cost JavaScript a
+    /// wake-up per answer, or cut a stream into smaller batches).
     fn quiet(&mut self, id: u32) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
@@ -576,13 +577,18 @@ impl Driver {
                 Poll::Ready(Ok(mut guard)) => {
                     let fd = ch.as_raw_fd();
                     let buf = &mut self.read_buf;
-                    let read = channel::read(&mut self.protocol, &mut self.fds, id, fd, buf, false);
+                    let (read, bytes) =
+                        channel::read(&mut self.protocol, &mut self.fds, id, fd, buf, false);
                     if read == Read::Drained {
                         guard.clear_ready();
                     }
-                    read
+                    (read, bytes)
                 }
             };
+            let (read, bytes) = read;
+            if bytes > STREAMING {
+                self.quiet(id);
+            }
             self.drain();
             match read {
                 // Again, to register the waker (or stop if now paused).

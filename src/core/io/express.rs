@@ -25,11 +25,14 @@
 //!   offers a batch ([`Express::offer`]) or finishes a turn without one for
 //!   it (a frame only the protocol cares about).
 //!
-//! A worker the primary hands connections to writes an answer for each one:
-//! waking JavaScript for every answer would cost it a wake-up per
-//! connection for nothing. Such a worker is quiet ([`Express::set_quiet`]:
-//! its writes wake only the I/O thread) until no connection has been
-//! handed to it for [`QUIET_FOR`].
+//! The express path is for sparse messages. A worker the primary hands
+//! connections to writes an answer for each one, and waking JavaScript for
+//! every answer would cost it a wake-up per connection for nothing; a
+//! worker that streams messages is better served by the larger batches the
+//! I/O thread gathers while the thread-safe function wakes JavaScript. Such
+//! a worker is quiet ([`Express::set_quiet`]: its writes wake only the I/O
+//! thread) until, for [`QUIET_FOR`], no connection was handed to it and no
+//! read of it found more than [`STREAMING`] bytes.
 
 use crate::core::hash::IdMap;
 use crate::core::protocol::event::Event;
@@ -41,15 +44,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How long after its last handed connection a worker's writes wake
-/// JavaScript again.
+/// How long after its last handed connection, or its last streaming read,
+/// a worker's writes wake JavaScript again.
 pub const QUIET_FOR: Duration = Duration::from_millis(50);
+
+/// A read of a worker's channel larger than this finds a stream, not a
+/// message: a few small messages fit, a burst does not.
+pub const STREAMING: usize = 4096;
 
 /// The longest JavaScript waits for a batch once woken. The I/O thread,
 /// woken at the same moment, needs a few microseconds; this only bounds
 /// the case where it is busy elsewhere (then the thread-safe function
 /// delivers as usual).
-pub const WAIT_AT_MOST: Duration = Duration::from_micros(200);
+pub const WAIT_AT_MOST: Duration = Duration::from_micros(50);
 
 /// The longest the I/O thread waits for an idle JavaScript thread to come
 /// before it reads a channel whose write woke both (JavaScript's loop may
@@ -161,9 +168,28 @@ impl Express {
     /// checks again before it reports), so reading first would cancel its
     /// wake-up.
     pub fn await_js(&self, at_most: Duration) {
+        if !self.idle.load(Ordering::SeqCst) || self.is_waiting() || !self.pending() {
+            return;
+        }
         spin(at_most, || {
             !self.idle.load(Ordering::SeqCst) || self.is_waiting()
         });
+    }
+
+    /// Whether the set holds a wake-up JavaScript has not taken: only then
+    /// is an idle JavaScript thread on its way (a channel read again after
+    /// its earlier wake-up was taken would otherwise be waited on for
+    /// nothing).
+    fn pending(&self) -> bool {
+        let Some(ep) = &self.epoll else {
+            return false;
+        };
+        let mut fds = [rustix::event::PollFd::new(ep, rustix::event::PollFlags::IN)];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        rustix::event::poll(&mut fds, Some(&zero)).is_ok_and(|n| n > 0)
     }
 
     /// I/O thread: hands `batch` to a JavaScript thread waiting for it, or
@@ -335,7 +361,17 @@ mod tests {
     #[test]
     fn the_io_thread_waits_for_an_idle_javascript_thread_only() {
         let ex = Arc::new(Express::default());
-        // Busy: no wait.
+        let (ours, theirs) = pair();
+        ex.watch(1, sys::dup_cloexec(ours.as_raw_fd()).expect("dup"))
+            .expect("watch");
+        // Idle, but no wake-up in the set: no wait.
+        ex.set_idle(true);
+        let t0 = Instant::now();
+        ex.await_js(Duration::from_secs(5));
+        assert!(t0.elapsed() < Duration::from_secs(4));
+        // A worker wrote: busy, no wait either.
+        scm::send(theirs.as_raw_fd(), b"x", None).expect("write");
+        ex.set_idle(false);
         let t0 = Instant::now();
         ex.await_js(Duration::from_secs(5));
         assert!(t0.elapsed() < Duration::from_secs(4));
