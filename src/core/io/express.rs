@@ -53,10 +53,13 @@ pub const QUIET_FOR: Duration = Duration::from_millis(50);
 pub const STREAMING: usize = 4096;
 
 /// The longest JavaScript waits for a batch once woken. The I/O thread,
-/// woken at the same moment, needs a few microseconds; this only bounds
-/// the case where it is busy elsewhere (then the thread-safe function
-/// delivers as usual).
-pub const WAIT_AT_MOST: Duration = Duration::from_micros(50);
+/// woken at the same moment, needs a few microseconds, or one turn if it
+/// was busy; on a loaded machine it may first wait for a core. Past this,
+/// the thread-safe function delivers the batch.
+pub const WAIT_AT_MOST: Duration = Duration::from_micros(500);
+
+/// How long a wait spins before it starts yielding its core.
+const SPIN_ONLY: Duration = Duration::from_micros(20);
 
 /// The longest the I/O thread waits for an idle JavaScript thread to come
 /// before it reads a channel whose write woke both (JavaScript's loop may
@@ -269,17 +272,25 @@ impl Express {
 }
 
 /// Spins until `done` or `at_most` has passed (the clock is read every
-/// few spins only).
+/// few spins only). Past [`SPIN_ONLY`] it yields between checks: on a
+/// machine whose cores are all busy, the other thread may need this one's.
 fn spin(at_most: Duration, mut done: impl FnMut() -> bool) {
     if done() {
         return;
     }
-    let deadline = Instant::now() + at_most;
+    let start = Instant::now();
     let mut spins = 0u32;
     while !done() {
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(64) && Instant::now() >= deadline {
-            return;
+        if spins.is_multiple_of(64) {
+            let spent = start.elapsed();
+            if spent >= at_most {
+                return;
+            }
+            if spent >= SPIN_ONLY {
+                std::thread::yield_now();
+                continue;
+            }
         }
         std::hint::spin_loop();
     }
