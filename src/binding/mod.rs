@@ -1,6 +1,8 @@
 //! The N-API face of the core: converts arguments and events, owns no
-//! cluster logic. Events reach JavaScript through one weak thread-safe
-//! function, in batches; JavaScript refs it while workers are alive.
+//! cluster logic. Events reach JavaScript in batches, through one weak
+//! thread-safe function (JavaScript refs it while workers are alive) or,
+//! when a worker's write woke the JavaScript thread itself, from libuv's
+//! callback at once ([`express`]).
 
 mod express;
 pub mod stats;

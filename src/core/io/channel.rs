@@ -40,7 +40,7 @@ pub struct WorkerIo {
     /// (the kernel holds the rest and, once full, throttles the worker).
     pub paused: bool,
     /// Until when the worker's writes wake only the I/O thread (it is
-    /// being handed connections, see [`super::express`]).
+    /// being handed connections, or streams: see [`super::express`]).
     pub quiet_until: Option<Instant>,
     pub read_waker: Waker,
     pub write_waker: Waker,
