@@ -108,31 +108,18 @@ pub fn read(
     buf: &mut [u8],
     drain: bool,
 ) -> (Read, usize) {
-    let mut total = 0;
-    let read = read_into(protocol, fds, id, fd, buf, drain, &mut total);
-    (read, total)
-}
-
-fn read_into(
-    protocol: &mut Protocol,
-    fds: &mut Fds,
-    id: u32,
-    fd: RawFd,
-    buf: &mut [u8],
-    drain: bool,
-    total: &mut usize,
-) -> Read {
     let mut reads = 0;
+    let mut total = 0;
     while drain || reads < READ_BATCH {
         reads += 1;
         let mut received = Vec::new();
         match scm::recv(fd, buf, &mut received) {
             Ok(0) => {
                 protocol.handle(Input::ChannelClosed { id });
-                return Read::Closed;
+                return (Read::Closed, total);
             }
             Ok(n) => {
-                *total += n;
+                total += n;
                 let got_fds = !received.is_empty();
                 let fds = received.into_iter().map(|f| fds.insert(f)).collect();
                 protocol.handle(Input::Received {
@@ -144,18 +131,18 @@ fn read_into(
                 // empty (a read stops early only after a message that
                 // carried descriptors), which saves the EAGAIN round trip.
                 if n < buf.len() && !got_fds && !drain {
-                    return Read::Drained;
+                    return (Read::Drained, total);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::Drained,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (Read::Drained, total),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
                 protocol.handle(Input::ChannelClosed { id });
-                return Read::Closed;
+                return (Read::Closed, total);
             }
         }
     }
-    Read::More
+    (Read::More, total)
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -84,7 +84,7 @@ pub struct Express {
     /// The I/O thread's turns: begun and ended.
     begun: AtomicU64,
     ended: AtomicU64,
-    /// Batches JavaScript took here, for `stats()`.
+    /// Batches JavaScript took here (the binding's `wokenBatches()`).
     taken: AtomicU64,
     /// JavaScript's event loop is about to wait for, or is waiting for,
     /// events (between libuv's prepare and check phases).
@@ -302,18 +302,20 @@ mod tests {
     use crate::core::io::{scm, sys};
     use std::sync::Arc;
 
-    fn pair() -> (OwnedFd, OwnedFd) {
-        let (a, b) = sys::socketpair().expect("socketpair");
-        sys::set_nonblocking(a.as_raw_fd(), true).expect("nonblocking");
-        (a, b)
+    /// A set watching one channel (worker 1): the set, our end, the
+    /// worker's end.
+    fn watched() -> (Express, OwnedFd, OwnedFd) {
+        let (ours, theirs) = sys::socketpair().expect("socketpair");
+        sys::set_nonblocking(ours.as_raw_fd(), true).expect("nonblocking");
+        let ex = Express::default();
+        ex.watch(1, sys::dup_cloexec(ours.as_raw_fd()).expect("dup"))
+            .expect("watch");
+        (ex, ours, theirs)
     }
 
     #[test]
     fn a_write_to_a_watched_channel_wakes_the_set_once() {
-        let ex = Express::default();
-        let (ours, theirs) = pair();
-        ex.watch(1, sys::dup_cloexec(ours.as_raw_fd()).expect("dup"))
-            .expect("watch");
+        let (ex, _ours, theirs) = watched();
         assert!(!ex.woken());
         scm::send(theirs.as_raw_fd(), b"x", None).expect("write");
         assert!(ex.woken());
@@ -328,10 +330,7 @@ mod tests {
 
     #[test]
     fn a_quiet_channel_does_not_wake() {
-        let ex = Express::default();
-        let (ours, theirs) = pair();
-        ex.watch(1, sys::dup_cloexec(ours.as_raw_fd()).expect("dup"))
-            .expect("watch");
+        let (ex, _ours, theirs) = watched();
         ex.set_quiet(1, true);
         scm::send(theirs.as_raw_fd(), b"a", None).expect("write");
         assert!(!ex.woken());
@@ -371,10 +370,8 @@ mod tests {
 
     #[test]
     fn the_io_thread_waits_for_an_idle_javascript_thread_only() {
-        let ex = Arc::new(Express::default());
-        let (ours, theirs) = pair();
-        ex.watch(1, sys::dup_cloexec(ours.as_raw_fd()).expect("dup"))
-            .expect("watch");
+        let (ex, _ours, theirs) = watched();
+        let ex = Arc::new(ex);
         // Idle, but no wake-up in the set: no wait.
         ex.set_idle(true);
         let t0 = Instant::now();
