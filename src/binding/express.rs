@@ -179,23 +179,23 @@ fn install_inner(
     // SAFETY: each handle is zeroed memory of the size libuv asked for,
     // `uv_loop` is this thread's loop, `fd` stays open for the process's
     // life; the handles are un-ref'd so they never keep the process alive.
-    // The hooks start before the poll, so the I/O thread never sees the
-    // loop idle before it is watched.
+    // The hooks start only once the set is watched: a loop marked idle that
+    // never looks at the set would make the I/O thread wait for it in vain.
     unsafe {
-        if (uv.prepare_init)(uv_loop, prepare) != 0
+        if (uv.poll_init)(uv_loop, poll, fd) != 0
+            || (uv.prepare_init)(uv_loop, prepare) != 0
             || (uv.check_init)(uv_loop, check) != 0
-            || (uv.poll_init)(uv_loop, poll, fd) != 0
         {
             return None;
         }
+        (uv.unref)(poll);
         (uv.unref)(prepare);
         (uv.unref)(check);
-        (uv.unref)(poll);
-        if (uv.prepare_start)(prepare, before_poll) != 0 || (uv.check_start)(check, after_poll) != 0
-        {
+        if (uv.poll_start)(poll, UV_READABLE, on_woken) != 0 {
             return None;
         }
-        if (uv.poll_start)(poll, UV_READABLE, on_woken) != 0 {
+        if (uv.check_start)(check, after_poll) != 0 || (uv.prepare_start)(prepare, before_poll) != 0
+        {
             return None;
         }
     }
