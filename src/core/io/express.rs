@@ -36,9 +36,9 @@
 
 use crate::core::hash::IdMap;
 use crate::core::protocol::event::Event;
-use rustix::buffer::spare_capacity;
 use rustix::event::epoll;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -108,6 +108,12 @@ impl Default for Express {
 }
 
 const EDGE: epoll::EventFlags = epoll::EventFlags::IN.union(epoll::EventFlags::ET);
+
+/// A zero timeout: `poll`/`epoll_wait` report and return at once.
+const NO_WAIT: rustix::event::Timespec = rustix::event::Timespec {
+    tv_sec: 0,
+    tv_nsec: 0,
+};
 
 impl Express {
     /// The epoll set JavaScript's event loop watches for readability.
@@ -188,11 +194,7 @@ impl Express {
             return false;
         };
         let mut fds = [rustix::event::PollFd::new(ep, rustix::event::PollFlags::IN)];
-        let zero = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        rustix::event::poll(&mut fds, Some(&zero)).is_ok_and(|n| n > 0)
+        rustix::event::poll(&mut fds, Some(&NO_WAIT)).is_ok_and(|n| n > 0)
     }
 
     /// I/O thread: hands `batch` to a JavaScript thread waiting for it, or
@@ -220,21 +222,17 @@ impl Express {
         let Some(ep) = &self.epoll else {
             return false;
         };
-        let mut events: Vec<epoll::Event> = Vec::with_capacity(64);
+        // On the stack: this runs at every wake-up.
+        let mut events = [MaybeUninit::<epoll::Event>::uninit(); 64];
         let mut any = false;
-        let zero = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
         loop {
-            events.clear();
-            match epoll::wait(ep.as_fd(), spare_capacity(&mut events), Some(&zero)) {
-                Ok(_) => {}
+            let got = match epoll::wait(ep.as_fd(), &mut events, Some(&NO_WAIT)) {
+                Ok((got, _)) => got.len(),
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(_) => return any,
-            }
-            any |= !events.is_empty();
-            if events.len() < events.capacity() {
+            };
+            any |= got > 0;
+            if got < events.len() {
                 return any;
             }
         }
