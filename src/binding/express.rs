@@ -270,7 +270,6 @@ fn deliver(js: &Js, batch: Vec<Event<OwnedFd>>) {
             });
         if let Some(arg) = ok {
             let status = sys::napi_make_callback(env, js.context, recv, func, 1, &arg, &mut result);
-
             if status == sys::Status::napi_pending_exception {
                 let mut err = null_mut();
                 if sys::napi_get_and_clear_last_exception(env, &mut err) == sys::Status::napi_ok {

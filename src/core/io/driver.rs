@@ -556,9 +556,6 @@ impl Driver {
                 w.quiet_until = None;
                 self.flow.express().set_quiet(id, false);
             }
-            if w.quiet_until.is_none() {
-                self.flow.express().await_js(AWAIT_AT_MOST);
-            }
         }
         loop {
             let Some(w) = self.workers.get(&id) else {
@@ -568,13 +565,17 @@ impl Driver {
                 return;
             };
             let mut cx = Context::from_waker(&w.read_waker);
-            let read = match ch.poll_read_ready(&mut cx) {
+            let (read, bytes) = match ch.poll_read_ready(&mut cx) {
                 Poll::Pending => return,
                 Poll::Ready(Err(_)) => {
                     self.input(Input::ChannelClosed { id });
                     return;
                 }
                 Poll::Ready(Ok(mut guard)) => {
+                    // Only a read that will happen waits for JavaScript.
+                    if w.quiet_until.is_none() {
+                        self.flow.express().await_js(AWAIT_AT_MOST);
+                    }
                     let fd = ch.as_raw_fd();
                     let buf = &mut self.read_buf;
                     let (read, bytes) =
@@ -585,7 +586,6 @@ impl Driver {
                     (read, bytes)
                 }
             };
-            let (read, bytes) = read;
             if bytes > STREAMING {
                 self.quiet(id);
             }
