@@ -1,11 +1,15 @@
-// The express wake-up: a worker's write wakes the primary's JavaScript
-// thread itself, which takes the I/O thread's batch without the
-// thread-safe function's second wake-up. Observable results must be
-// node:cluster's: every message, in order, and a listener's exception is
-// an uncaught exception that stops nothing.
+// How soon a worker's message reaches the primary's JavaScript. The
+// express wake-up: a worker's write wakes the primary's JavaScript thread
+// itself, which takes the I/O thread's batch without the thread-safe
+// function's second wake-up. Observable results must be node:cluster's:
+// every message, in order, and a listener's exception is an uncaught
+// exception that stops nothing. And the I/O thread's short time slice,
+// which lets it run at once when woken on a busy core.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { run, primaryEvents } from './helpers.mjs';
+import os from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { run, primaryEvents, fixture } from './helpers.mjs';
 
 test('ping-pong: every reply in order, most taken on the express wake-up; a throwing listener is an uncaught exception, as with node:cluster', async () => {
   // One after the other: the express path needs the primary's loop to be
@@ -27,4 +31,20 @@ test('ping-pong: every reply in order, most taken on the express wake-up; a thro
   // the express path takes batches (typically 50-95% of them on an idle
   // 2-core machine; the bound leaves room for a loaded one).
   assert.ok(n.woken >= 25, `batches taken on the express wake-up: ${n.woken} of about 503`);
+});
+
+test('the I/O thread asks for the shortest time slice; the workers it starts run with the default', async (t) => {
+  const [major, minor] = os.release().split('.').map(Number);
+  if (major < 6 || (major === 6 && minor < 12)) {
+    t.skip(`Linux ${os.release()} has no custom time slices (6.12 and later)`);
+    return;
+  }
+  const out = JSON.parse(execFileSync(process.execPath, [fixture('time_slice.cjs')], { encoding: 'utf8', timeout: 30000 }));
+  const io = out.primary.filter((th) => th.comm.startsWith('native-cluster'));
+  const main = out.primary[0];
+  assert.equal(io.length, 1, JSON.stringify(out.primary));
+  assert.equal(io[0].slice, 100_000);
+  // The JavaScript thread is the user's: left as it was.
+  assert.notEqual(main.slice, 100_000);
+  for (const th of out.worker) assert.equal(th.slice, main.slice, `worker thread ${th.comm}`);
 });

@@ -10,6 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::time::Duration;
 
 /// What one stdio slot of the child is connected to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,8 +218,8 @@ fn spawn_fast(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, SpawnEr
     let sigrtmax = libc::SIGRTMAX();
 
     // SAFETY: fork itself is a plain syscall. In the child only
-    // async-signal-safe calls run (sigaction, sigprocmask, dup2, close,
-    // chdir, execve, _exit) on data prepared above, with no allocation, so
+    // async-signal-safe calls run (sigaction, sigprocmask, sched_setattr,
+    // dup2, close, chdir, execve, _exit) on data prepared above, with no allocation, so
     // locks held by other threads of the parent at fork time cannot bite.
     unsafe {
         let pid = libc::fork();
@@ -240,6 +241,8 @@ fn spawn_fast(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, SpawnEr
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Not the I/O thread's short time slice: the kernel's default.
+        let _ = sys::request_slice(Duration::ZERO);
         for (i, (_, src)) in moves.iter().enumerate() {
             if libc::dup2(*src, base + i as RawFd) < 0 {
                 libc::_exit(127);
@@ -278,9 +281,11 @@ fn spawn_forked(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, Spawn
     let moves = moves.to_vec();
     let base = lift_base(&moves);
     // SAFETY: the closure runs in the forked child before exec and only
-    // calls async-signal-safe dup2/close; it allocates nothing.
+    // calls async-signal-safe sched_setattr/dup2/close; it allocates
+    // nothing.
     unsafe {
         cmd.pre_exec(move || {
+            let _ = sys::request_slice(Duration::ZERO);
             for (i, (_, src)) in moves.iter().enumerate() {
                 if libc::dup2(*src, base + i as RawFd) < 0 {
                     return Err(io::Error::last_os_error());
