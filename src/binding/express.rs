@@ -107,13 +107,16 @@ fn check(status: sys::napi_status) -> Option<()> {
 
 /// Starts watching `flow`'s express set on `env`'s event loop; `callback`
 /// is JavaScript's event callback. Returns whether the express path is on.
+/// Not with a single CPU: the two threads could never meet, and each one
+/// would spin out its wait for the other.
 pub fn install(
     env: sys::napi_env,
     callback: sys::napi_value,
     flow: Flow,
     fallback: Box<dyn Fn(Vec<Event<OwnedFd>>)>,
 ) -> bool {
-    install_inner(env, callback, flow, fallback).is_some()
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus > 1 && install_inner(env, callback, flow, fallback).is_some()
 }
 
 fn install_inner(
