@@ -57,7 +57,7 @@ pub const STREAMING: usize = 4096;
 /// was busy; on a loaded machine it may first wait for a core, which its
 /// short time slice (`IO_SLICE`) makes brief. Past this, the thread-safe
 /// function delivers the batch.
-pub const WAIT_AT_MOST: Duration = Duration::from_micros(100);
+pub const WAIT_AT_MOST: Duration = Duration::from_micros(500);
 
 /// The longest the I/O thread waits for an idle JavaScript thread to come
 /// before it reads a channel whose write woke both (JavaScript's loop may
