@@ -114,12 +114,11 @@ test('throng: count 2, a killed worker is revived, SIGTERM runs the workers\' cl
 for (const lb of ['least-connection', 'round-robin']) {
   test(`@socket.io/sticky (${lb}): polling sessions and WebSocket upgrades stick to one worker`, { skip: missing('@socket.io/sticky', 'socket.io', 'socket.io-client'), timeout: 60000 }, async () => {
     // sticky binds a session to its worker when the worker's message reaches
-    // the primary, and the client's next request races that message. Here
-    // the I/O thread reads the message; on a loaded machine it can wait for
-    // a core while the JavaScript thread already handles the request, so a
-    // run can lose the race (stock loses it too under heavy load, less
-    // often; a known open problem). A fresh app gets up to three tries; any
-    // other failure fails them all.
+    // the primary, and the client's next request races that message: the
+    // worker writes the handshake response before it sends the message, so
+    // on a loaded machine a client can win the race against any cluster,
+    // stock Node's included (bench/sticky_race.mjs measures it). A fresh
+    // app gets up to three tries; any other failure fails them all.
     for (let attempt = 1; ; attempt++) {
       try {
         await stickyScenario(lb);
@@ -177,7 +176,7 @@ async function stickyScenario(lb) {
       // client's next request races that message (least-connection also
       // counts a session only then, so concurrent handshakes all go to one
       // worker, stock Node too). Under CPU load concurrent clients lose that
-      // race now and then, more often than with stock (see above).
+      // race now and then (see above).
       const results = [];
       for (const kind of kinds) results.push(await client(kind));
       for (const [i, seen] of results.entries()) {
