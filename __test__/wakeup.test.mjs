@@ -33,18 +33,23 @@ test('ping-pong: every reply in order, most taken on the express wake-up; a thro
   assert.ok(n.woken >= 25, `batches taken on the express wake-up: ${n.woken} of about 503`);
 });
 
-test('the I/O thread asks for the shortest time slice; the workers it starts run with the default', async (t) => {
+test('the I/O thread asks for the shortest time slice while worker messages wake JavaScript, the default while workers are handed connections; workers run with the default', async (t) => {
   const [major, minor] = os.release().split('.').map(Number);
   if (major < 6 || (major === 6 && minor < 12)) {
     t.skip(`Linux ${os.release()} has no custom time slices (6.12 and later)`);
     return;
   }
   const out = JSON.parse(execFileSync(process.execPath, [fixture('time_slice.cjs')], { encoding: 'utf8', timeout: 30000 }));
-  const io = out.primary.filter((th) => th.comm.startsWith('native-cluster'));
-  const main = out.primary[0];
-  assert.equal(io.length, 1, JSON.stringify(out.primary));
-  assert.equal(io[0].slice, 100_000);
+  const io = (phase) => {
+    const threads = out[phase].primary.filter((th) => th.comm.startsWith('native-cluster'));
+    assert.equal(threads.length, 1, JSON.stringify(out[phase].primary));
+    return threads[0].slice;
+  };
   // The JavaScript thread is the user's: left as it was.
-  assert.notEqual(main.slice, 100_000);
-  for (const th of out.worker) assert.equal(th.slice, main.slice, `worker thread ${th.comm}`);
+  const main = out.online.primary[0].slice;
+  assert.notEqual(main, 100_000);
+  assert.equal(io('online'), 100_000);
+  assert.equal(io('handedConnections'), main);
+  assert.equal(io('messageAgain'), 100_000);
+  for (const th of out.online.worker) assert.equal(th.slice, main, `worker thread ${th.comm}`);
 });

@@ -140,7 +140,12 @@ async function primaryMain() {
       ws[Math.floor(Math.random() * 2)].process.kill('SIGKILL');
       kills++;
     }, 300);
+    // Only while the clients send: a kill while they wait out a hung
+    // request (stock's, up to 2 s) could lose nothing and would lower the
+    // failures per kill.
+    const loadEnds = setTimeout(() => clearInterval(killer), 8000);
     const r = await client.done;
+    clearTimeout(loadEnds);
     clearInterval(killer);
     running = false;
     emit({ requests: r.ok, failed: r.failed, byError: r.byError, kills, failuresPerKill: r.failed / kills });

@@ -42,6 +42,8 @@ pub struct WorkerIo {
     /// Until when the worker's writes wake only the I/O thread (it is
     /// being handed connections, or streams: see [`super::express`]).
     pub quiet_until: Option<Instant>,
+    /// Its channel is in the express set (until the channel closes).
+    pub watched: bool,
     pub read_waker: Waker,
     pub write_waker: Waker,
     pub exit_waker: Waker,
@@ -65,6 +67,7 @@ impl WorkerIo {
             exit: Some(watch(pidfd, Interest::READABLE)?),
             paused: false,
             quiet_until: None,
+            watched: false,
             read_waker: woken.waker(Source::Channel(id)),
             write_waker: woken.waker(Source::Writable(id)),
             exit_waker: woken.waker(Source::Exit(id)),

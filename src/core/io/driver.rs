@@ -34,7 +34,7 @@ use crate::core::protocol::{Input, OpenSpec, Opened, Output, Protocol};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -75,7 +75,13 @@ struct Driver {
     /// Where timer threads send their expiry.
     timers: UnboundedSender<Command>,
     shutdown: bool,
+    /// Whether the thread asked for [`IO_SLICE`] (see `fit_slice`).
+    short_slice: bool,
 }
+
+/// The time slice the I/O thread asks for while worker messages wake
+/// JavaScript: the shortest the kernel accepts.
+const IO_SLICE: Duration = Duration::from_micros(100);
 
 /// Runs the I/O thread until `Command::Shutdown` or until every sender of
 /// commands is gone.
@@ -111,6 +117,7 @@ pub fn run(
         activation: Activation::default(),
         timers,
         shutdown: false,
+        short_slice: false,
     };
     // The first turn polls the commands (registering their waker).
     driver.commands_waker.wake_by_ref();
@@ -356,7 +363,11 @@ impl Driver {
         // function wakes JavaScript for this worker's messages.
         let copy = self.workers.get(&id).and_then(|w| w.channel.as_ref());
         if let Some(Ok(copy)) = copy.map(|ch| sys::dup_cloexec(ch.as_raw_fd())) {
-            let _ = self.flow.express().watch(id, copy);
+            let watched = self.flow.express().watch(id, copy).is_ok();
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.watched = watched;
+            }
+            self.fit_slice();
         }
         // First polls register the wakers.
         self.queue.push(Source::Channel(id));
@@ -543,10 +554,32 @@ impl Driver {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
-        if w.quiet_until.is_none() {
-            self.flow.express().set_quiet(id, true);
-        }
+        let was_heard = w.quiet_until.is_none();
         w.quiet_until = Some(Instant::now() + QUIET_FOR);
+        if was_heard {
+            self.flow.express().set_quiet(id, true);
+            self.fit_slice();
+        }
+    }
+
+    /// Asks for the short time slice while some worker's messages wake
+    /// JavaScript, the default otherwise. The short slice lets the thread
+    /// preempt a CPU-bound process the moment a message arrives, so that
+    /// on a loaded machine a message is not late by that process's whole
+    /// slice (0.7–3 ms, by core count). While every worker is being handed
+    /// connections (or streams), the default slice keeps workers from
+    /// being preempted by every handoff: there it cost throughput and,
+    /// when workers crash, requests.
+    fn fit_slice(&mut self) {
+        let want = self
+            .workers
+            .values()
+            .any(|w| w.watched && w.quiet_until.is_none());
+        if want != self.short_slice {
+            self.short_slice = want;
+            // Best effort: a kernel without custom slices keeps its own.
+            let _ = sys::request_slice(if want { IO_SLICE } else { Duration::ZERO });
+        }
     }
 
     fn poll_channel(&mut self, id: u32) {
@@ -555,6 +588,7 @@ impl Driver {
             if expired && !self.protocol.handing(id) {
                 w.quiet_until = None;
                 self.flow.express().set_quiet(id, false);
+                self.fit_slice();
             }
         }
         loop {
@@ -699,6 +733,10 @@ impl Driver {
     /// write that never happens.
     fn close_lane(&mut self, id: u32) -> u32 {
         self.flow.express().unwatch(id);
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.watched = false;
+        }
+        self.fit_slice();
         let mut lost = self.flow.lanes.close(id);
         if let Some(w) = self.workers.get_mut(&id) {
             lost |= w.head.take().is_some_and(|h| h.callback());

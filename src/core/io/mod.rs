@@ -353,15 +353,6 @@ pub struct Primary {
     thread: Option<JoinHandle<()>>,
 }
 
-/// The time slice the I/O thread asks the scheduler for: the shortest the
-/// kernel accepts. The thread sleeps most of the time and runs a few µs
-/// when a worker writes or a client connects. With the default slice
-/// (0.7–3 ms by core count), once woken on a core where a CPU-bound
-/// process runs it may wait for that process's slice to end, and every
-/// worker message waits with it before the JavaScript thread even hears of
-/// it. Workers are started with the default again (`spawn`).
-const IO_SLICE: std::time::Duration = std::time::Duration::from_micros(100);
-
 impl Primary {
     pub fn start(
         sink: impl FnMut(Vec<Event<OwnedFd>>) + Send + 'static,
@@ -378,9 +369,6 @@ impl Primary {
         let thread = std::thread::Builder::new()
             .name("native-cluster-io".into())
             .spawn(move || {
-                // Best effort: a kernel without custom slices runs the thread
-                // as before.
-                let _ = sys::request_slice(IO_SLICE);
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_io()
                     .build();
