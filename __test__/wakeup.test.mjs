@@ -3,8 +3,9 @@
 // itself, which takes the I/O thread's batch without the thread-safe
 // function's second wake-up. Observable results must be node:cluster's:
 // every message, in order, and a listener's exception is an uncaught
-// exception that stops nothing. And the I/O thread's short time slice,
-// which lets it run at once when woken on a busy core.
+// exception that stops nothing. And the I/O thread's short time slice
+// while worker messages wake JavaScript, which lets it run at once when
+// woken on a busy core.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import os from 'node:os';
