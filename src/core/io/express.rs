@@ -271,8 +271,10 @@ impl Express {
 /// few spins only). It never yields: under the kernel's fair scheduler a
 /// yield on a core where a CPU-bound process waits hands that process a
 /// whole slice (milliseconds), and on a loaded machine a worker's message
-/// then reached JavaScript 2× later than with node:cluster. The other
-/// thread needs no core of ours: with its short slice it preempts this one.
+/// then reached JavaScript 2× later than with node:cluster. Both waits are
+/// short ([`WAIT_AT_MOST`], [`AWAIT_AT_MOST`]), and while worker messages
+/// wake JavaScript the I/O thread's short slice lets it preempt a
+/// JavaScript thread spinning on the core it needs.
 fn spin(at_most: Duration, mut done: impl FnMut() -> bool) {
     if done() {
         return;

@@ -219,8 +219,9 @@ fn spawn_fast(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, SpawnEr
 
     // SAFETY: fork itself is a plain syscall. In the child only
     // async-signal-safe calls run (sigaction, sigprocmask, sched_setattr,
-    // dup2, close, chdir, execve, _exit) on data prepared above, with no allocation, so
-    // locks held by other threads of the parent at fork time cannot bite.
+    // dup2, close, chdir, execve, _exit) on data prepared above, with no
+    // allocation, so locks held by other threads of the parent at fork
+    // time cannot bite.
     unsafe {
         let pid = libc::fork();
         if pid < 0 {
