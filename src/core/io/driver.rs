@@ -733,14 +733,12 @@ impl Driver {
     /// write that never happens.
     fn close_lane(&mut self, id: u32) -> u32 {
         self.flow.express().unwatch(id);
-        if let Some(w) = self.workers.get_mut(&id) {
-            w.watched = false;
-        }
-        self.fit_slice();
         let mut lost = self.flow.lanes.close(id);
         if let Some(w) = self.workers.get_mut(&id) {
+            w.watched = false;
             lost |= w.head.take().is_some_and(|h| h.callback());
         }
+        self.fit_slice();
         u32::from(lost)
     }
 
