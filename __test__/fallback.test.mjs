@@ -16,7 +16,7 @@ const root = path.join(here, '..');
 
 function copyPackage(addon) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nc-fallback-'));
-  for (const f of ['index.js', 'index.mjs', 'package.json']) fs.copyFileSync(path.join(root, f), path.join(dir, f));
+  for (const f of ['index.js', 'package.json']) fs.copyFileSync(path.join(root, f), path.join(dir, f));
   fs.cpSync(path.join(root, 'lib'), path.join(dir, 'lib'), { recursive: true });
   if (addon !== undefined) fs.writeFileSync(path.join(dir, addonFile), addon);
   return dir;

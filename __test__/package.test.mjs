@@ -2,7 +2,8 @@
 // <tarball>` in a new project on a PATH without a Rust toolchain. The
 // install runs no lifecycle script (npm 11 warns about every one it finds),
 // the tarball carries the addon, LICENSE and README, and the seed example
-// runs from the installed package with every worker greeted.
+// runs from the installed package with every worker greeted; named imports
+// and native-cluster/register (--import and --require) work from it.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -32,7 +33,7 @@ test('npm pack, then npm install <tarball> without Rust: no lifecycle script, th
     assert.equal(packed.code, 0, packed.stderr);
     const [info] = JSON.parse(packed.stdout);
     const files = info.files.map((f) => f.path);
-    for (const f of ['LICENSE', 'README.md', 'index.js', 'index.mjs', 'index.d.ts', addonFile]) {
+    for (const f of ['LICENSE', 'README.md', 'index.js', 'index.d.ts', 'register', 'register.d.ts', addonFile]) {
       assert.ok(files.includes(f), `${f} is not in the tarball: ${files.join(', ')}`);
     }
     assert.equal(files.some((f) => f.startsWith('src/') || f.startsWith('__test__/')), false);
@@ -54,6 +55,29 @@ test('npm pack, then npm install <tarball> without Rust: no lifecycle script, th
     fs.copyFileSync(path.join(root, 'examples', 'seed.mjs'), path.join(project, 'seed.mjs'));
     const { err } = await runSeedExample(path.join(project, 'seed.mjs'), { cwd: project, env });
     assert.doesNotMatch(err, /Warning/, err);
+
+    // The other ways an app reaches the installed package: named imports,
+    // and native-cluster/register through either flag.
+    fs.writeFileSync(path.join(project, 'named.mjs'), [
+      "import cluster, { fork, isPrimary, SCHED_RR, SCHED_STICKY, Worker } from 'native-cluster';",
+      "import * as ns from 'native-cluster';",
+      'console.log(JSON.stringify({ fork: fork === cluster.fork, isPrimary, SCHED_RR, sticky: SCHED_STICKY === cluster.SCHED_STICKY,',
+      "  Worker: typeof Worker, ns: ns.default === cluster && ns.setupPrimary === cluster.setupPrimary }));",
+    ].join('\n'));
+    const named = spawnSync(process.execPath, ['named.mjs'], { cwd: project, env, encoding: 'utf8' });
+    assert.equal(named.status, 0, named.stderr);
+    assert.deepEqual(JSON.parse(named.stdout), { fork: true, isPrimary: true, SCHED_RR: 2, sticky: true, Worker: 'function', ns: true });
+    fs.writeFileSync(path.join(project, 'hooked.mjs'), [
+      "import cluster from 'node:cluster';",
+      "import { createRequire } from 'node:module';",
+      "import native from 'native-cluster';",
+      "console.log(cluster === native && createRequire(import.meta.url)('cluster') === native && typeof native.SCHED_STICKY === 'number');",
+    ].join('\n'));
+    for (const flag of ['--import', '--require']) {
+      const hooked = spawnSync(process.execPath, [flag, 'native-cluster/register', 'hooked.mjs'], { cwd: project, env, encoding: 'utf8' });
+      assert.equal(hooked.status, 0, hooked.stderr);
+      assert.equal(hooked.stdout.trim(), 'true', `${flag} native-cluster/register`);
+    }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

@@ -3,7 +3,10 @@
 // The published package.json carries no `prepare` script. In a clone,
 // `prepare` builds the addon on `npm install`; in a consumer's install the
 // addon comes prebuilt (in the tarball or a platform package), and npm 11
-// warns about every lifecycle script it finds there. `npm pack`/`publish`
+// warns about every lifecycle script it finds there. Nor the devDependency
+// on itself (`file:.`): in a clone it puts the package in its own
+// node_modules, so the tests, examples and benchmarks load it by name as an
+// installed app does; published, it would point nowhere. `npm pack`/`publish`
 // run `prepack` (strip) and `postpack` (restore) around making the tarball.
 
 const fs = require('node:fs');
@@ -18,6 +21,7 @@ if (mode === 'strip') {
   const pkg = JSON.parse(text);
   fs.writeFileSync(saved, text);
   delete pkg.scripts.prepare;
+  delete pkg.devDependencies[pkg.name];
   fs.writeFileSync(manifest, `${JSON.stringify(pkg, null, 2)}\n`);
 } else if (mode === 'restore') {
   if (fs.existsSync(saved)) fs.renameSync(saved, manifest);
