@@ -34,6 +34,21 @@ test('ping-pong: every reply in order, most taken on the express wake-up; a thro
   assert.ok(n.woken >= 25, `batches taken on the express wake-up: ${n.woken} of about 503`);
 });
 
+test('a worker that streams messages unasked stops waking JavaScript at each write; every message arrives, in order', async () => {
+  const r = await run('stream.cjs');
+  assert.equal(r.code, 0, r.stderr);
+  const d = primaryEvents(r).find((e) => e[0] === 'done')?.[1];
+  assert.ok(d, r.stdout + r.stderr);
+  assert.equal(d.inOrder, true);
+  assert.equal(d.received, 3 * 20000);
+  // Each 50 ms window (QUIET_FOR) of a stream lets at most 9 reads
+  // (STREAMING_READS + 1) take the express path before the worker is quiet
+  // again. Waking JavaScript at every write, as before, took hundreds to
+  // thousands a stream.
+  const bound = (Math.ceil(d.ms / 50) + d.streams) * 9;
+  assert.ok(d.woken <= bound, `express batches: ${d.woken} in ${d.ms.toFixed(0)} ms (at most ${bound})`);
+});
+
 test('the I/O thread asks for the shortest time slice while worker messages wake JavaScript, the default while workers are handed connections; workers run with the default', async (t) => {
   const [major, minor] = os.release().split('.').map(Number);
   if (major < 6 || (major === 6 && minor < 12)) {

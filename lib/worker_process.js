@@ -273,25 +273,25 @@ class WorkerProcess extends EventEmitter {
     }
   }
 
-  // A batch of user messages from the core (see Event::Messages).
+  // A batch of user messages from the core (see Event::Messages). JSON:
+  // one message per line, each parsed as it is emitted, as Node does; a
+  // batch parsed at once would keep all its messages alive until the last
+  // listener ran, and the young generation grows with what survives.
   _onMessages(data, lengths, json) {
     if (json) {
-      let list;
-      try {
-        list = JSON.parse(data.toString('utf8'));
-      } catch {
-        list = undefined;
-      }
-      if (Array.isArray(list) && list.length === lengths.length) {
-        for (const message of list) this.emit('message', message);
-        return;
-      }
-      // Some message in the batch is malformed: decode one by one so that
-      // only it is reported.
-      let start = 1;
-      for (const len of lengths) {
-        this._onMessage(data.subarray(start, start + len));
-        start += len + 1;
+      for (let start = 0; start <= data.length;) {
+        let end = data.indexOf(10, start);
+        if (end === -1) end = data.length;
+        let message;
+        try {
+          message = JSON.parse(data.toString('utf8', start, end));
+        } catch (err) {
+          this._badMessage(err);
+          start = end + 1;
+          continue;
+        }
+        start = end + 1;
+        this.emit('message', message);
       }
       return;
     }
@@ -309,9 +309,7 @@ class WorkerProcess extends EventEmitter {
       message = this._codec.decode(data);
     } catch (err) {
       if (fd != null) native.closeFd(fd);
-      const e = lib.errors.makeError(Error, 'ERR_CLUSTER_BAD_MESSAGE',
-        `worker sent a message that cannot be decoded: ${err.message}`);
-      this._protocolError(e);
+      this._badMessage(err);
       return;
     }
     if (fd == null) {
@@ -322,6 +320,11 @@ class WorkerProcess extends EventEmitter {
       if (message.type === 'net.Socket' && message.key) this._socketList('got', message.key).add(handle);
       this.emit('message', message.msg, handle);
     });
+  }
+
+  _badMessage(err) {
+    this._protocolError(lib.errors.makeError(Error, 'ERR_CLUSTER_BAD_MESSAGE',
+      `worker sent a message that cannot be decoded: ${err.message}`));
   }
 
   _onInternal(data) {

@@ -57,7 +57,8 @@ pub struct RawEvent {
     pub info: Option<String>,
     pub error_code: Option<String>,
     pub message: Option<String>,
-    /// Byte length of each message of a `messages` batch.
+    /// Byte length of each message of a V8-serialized `messages` batch
+    /// (a JSON batch is one message per line).
     pub lengths: Option<Vec<u32>>,
     pub json: Option<bool>,
     /// How many send callbacks a `written` event completes.
@@ -103,19 +104,14 @@ fn to_raw(env: &Env, ev: Event<OwnedFd>) -> RawEvent {
         Event::Messages {
             id,
             json,
-            mut data,
+            data,
             lengths,
-        } => {
-            if json {
-                data.push(b']');
-            }
-            RawEvent {
-                data: js_bytes(env, &data),
-                lengths: Some(lengths),
-                json: Some(json),
-                ..RawEvent::new("messages", id)
-            }
-        }
+        } => RawEvent {
+            data: js_bytes(env, &data),
+            lengths: (!json).then_some(lengths),
+            json: Some(json),
+            ..RawEvent::new("messages", id)
+        },
         Event::Message {
             id,
             payload,

@@ -44,6 +44,14 @@ pub struct WorkerIo {
     pub quiet_until: Option<Instant>,
     /// Its channel is in the express set (until the channel closes).
     pub watched: bool,
+    /// Bytes, and reads finding any, from the worker since the primary
+    /// last had something for it: past [`super::express::STREAMING`] or
+    /// [`super::express::STREAMING_READS`] it streams.
+    pub unanswered: usize,
+    pub unanswered_reads: u32,
+    /// Frames JavaScript had written to it directly when last looked at
+    /// ([`super::direct::Lanes::messages`]): a change is an answer.
+    pub answers_seen: u64,
     pub read_waker: Waker,
     pub write_waker: Waker,
     pub exit_waker: Waker,
@@ -68,10 +76,20 @@ impl WorkerIo {
             paused: false,
             quiet_until: None,
             watched: false,
+            unanswered: 0,
+            unanswered_reads: 0,
+            answers_seen: 0,
             read_waker: woken.waker(Source::Channel(id)),
             write_waker: woken.waker(Source::Writable(id)),
             exit_waker: woken.waker(Source::Exit(id)),
         })
+    }
+
+    /// The primary had something for the worker: what it sent since was
+    /// not a stream.
+    pub fn answered(&mut self) {
+        self.unanswered = 0;
+        self.unanswered_reads = 0;
     }
 
     /// Stops reading and writing; the channel closes.

@@ -21,7 +21,7 @@ use crate::core::hash::IdMap;
 use crate::core::io::accept::{Accepting, Acceptor, Conn};
 use crate::core::io::activation::Activation;
 use crate::core::io::channel::{self, Read, WorkerIo, Write, READ_BUFFER};
-use crate::core::io::express::{AWAIT_AT_MOST, QUIET_FOR, STREAMING};
+use crate::core::io::express::{AWAIT_AT_MOST, QUIET_FOR, STREAMING, STREAMING_READS};
 use crate::core::io::fds::Fds;
 use crate::core::io::open::{neg_errno, open, sockname};
 use crate::core::io::source::{Source, Woken};
@@ -417,6 +417,9 @@ impl Driver {
                 if self.protocol.handing(id) {
                     self.quiet(id);
                 }
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.answered();
+                }
                 if !self.dirty.contains(&id) {
                     self.dirty.push(id);
                     // Before JavaScript hears of anything that followed.
@@ -562,6 +565,35 @@ impl Driver {
         }
     }
 
+    /// Whether worker `id`, of which `bytes` more were just read, streams:
+    /// more than [`STREAMING`] bytes, or [`STREAMING_READS`] reads, came
+    /// from it since the primary last had something for it. A worker that
+    /// answers the primary (a ping-pong, however fast) never does; one
+    /// that sends many messages unasked, each in its own small write as
+    /// Node writes them, soon does, and waking JavaScript for each of
+    /// those writes made it wait for the I/O thread at every one (on two
+    /// cores, with the sender running, that wait took most of the time).
+    fn streams(&mut self, id: u32, bytes: usize) -> bool {
+        if bytes == 0 {
+            return false;
+        }
+        let answers = self.flow.lanes.messages(id);
+        let Some(w) = self.workers.get_mut(&id) else {
+            return false;
+        };
+        if answers != w.answers_seen {
+            w.answers_seen = answers;
+            w.answered();
+        }
+        w.unanswered += bytes;
+        w.unanswered_reads += 1;
+        if w.unanswered <= STREAMING && w.unanswered_reads <= STREAMING_READS {
+            return false;
+        }
+        w.answered();
+        true
+    }
+
     /// Asks for the short time slice while some worker's messages wake
     /// JavaScript, the default otherwise. The short slice lets the thread
     /// preempt a CPU-bound process the moment a message arrives, so that
@@ -620,7 +652,7 @@ impl Driver {
                     (read, bytes)
                 }
             };
-            if bytes > STREAMING {
+            if self.streams(id, bytes) {
                 self.quiet(id);
             }
             self.drain();

@@ -31,8 +31,9 @@
 //! worker that streams messages is better served by the larger batches the
 //! I/O thread gathers while the thread-safe function wakes JavaScript. Such
 //! a worker is quiet ([`Express::set_quiet`]: its writes wake only the I/O
-//! thread) until, for [`QUIET_FOR`], no connection was handed to it and no
-//! read of it found more than [`STREAMING`] bytes.
+//! thread) until, for [`QUIET_FOR`], no connection was handed to it and it
+//! sent no more than [`STREAMING`] bytes, in at most [`STREAMING_READS`]
+//! reads, without the primary having something for it in between.
 
 use crate::core::hash::IdMap;
 use crate::core::protocol::event::Event;
@@ -48,9 +49,15 @@ use std::time::{Duration, Instant};
 /// a worker's writes wake JavaScript again.
 pub const QUIET_FOR: Duration = Duration::from_millis(50);
 
-/// A read of a worker's channel larger than this finds a stream, not a
-/// message: a few small messages fit, a burst does not.
+/// More than this many bytes from a worker, read in one go or since the
+/// primary last had something for it, are a stream, not messages: a few
+/// small messages fit, a burst does not.
 pub const STREAMING: usize = 4096;
+
+/// More than this many reads of a worker's channel, each finding data,
+/// since the primary last had something for it, are a stream too (of
+/// messages small enough to stay under [`STREAMING`] for a while).
+pub const STREAMING_READS: u32 = 8;
 
 /// The longest JavaScript waits for a batch once woken. The I/O thread,
 /// woken at the same moment, needs a few microseconds, or one turn if it

@@ -606,7 +606,7 @@ mod tests {
         for _ in 0..2 {
             match next(&rx) {
                 Event::Error { code, .. } => codes.push(code),
-                Event::Messages { data, .. } => assert_eq!(data, b"[\"plain\""),
+                Event::Messages { data, .. } => assert_eq!(data, b"\"plain\""),
                 other => panic!("unexpected {other:?}"),
             }
         }

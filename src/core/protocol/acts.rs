@@ -103,19 +103,7 @@ impl Protocol {
                 }
             }
         }
-        let json = ser == Serialization::Json;
-        if json && !json::is_self_contained(&payload) {
-            // Not batchable: JavaScript decodes it alone and reports it.
-            self.count(id, |c| c.messages_in += 1);
-            self.event(Event::Message {
-                id,
-                payload,
-                fd: None,
-                handle_type: None,
-            });
-            return;
-        }
-        self.message(id, json, &payload);
+        self.message(id, ser == Serialization::Json, &payload);
     }
 
     fn on_internal(&mut self, id: u32, msg: Value, payload: Vec<u8>) {

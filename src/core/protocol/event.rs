@@ -23,11 +23,13 @@ pub enum Event<F = FdId> {
         id: u32,
         info: String,
     },
-    /// Consecutive user messages from one worker, in one buffer so that
-    /// JavaScript decodes a whole batch at once. `json`: `data` is a JSON
-    /// array text `[m1,m2,...]`, each `mN` exactly as the worker framed it;
-    /// otherwise the V8 payloads back to back. `lengths` gives each message's
-    /// byte length (JSON: separated by one comma, after the `[`).
+    /// Consecutive user messages from one worker, in one buffer (one
+    /// crossing into JavaScript for the lot). `json`: `data` is the lines
+    /// `m1\nm2\n...mN` exactly as the worker framed them (a frame never
+    /// holds a newline), and `lengths` is empty: JavaScript parses one line
+    /// at a time, as Node does, so only the message being handled is alive
+    /// in its heap. Otherwise the V8 payloads back to back, and `lengths`
+    /// gives each one's byte length.
     Messages {
         id: u32,
         json: bool,
@@ -173,12 +175,9 @@ impl<F> Event<F> {
                 },
             ) if *id == next_id && *json == next_json => {
                 if *json {
-                    // `[a,b` + `[c` is `[a,b,c`.
-                    data.push(b',');
-                    data.extend_from_slice(next_data.get(1..).unwrap_or_default());
-                } else {
-                    data.extend_from_slice(&next_data);
+                    data.push(b'\n');
                 }
+                data.extend_from_slice(&next_data);
                 lengths.extend(next_lengths);
                 Ok(())
             }
@@ -213,23 +212,23 @@ impl<F> Event<F> {
         {
             if *last == id {
                 if json {
-                    data.push(b',');
+                    data.push(b'\n');
+                } else {
+                    lengths.push(payload.len() as u32);
                 }
                 data.extend_from_slice(payload);
-                lengths.push(payload.len() as u32);
                 return None;
             }
         }
-        let mut data = Vec::with_capacity(payload.len() + 2);
-        if json {
-            data.push(b'[');
-        }
-        data.extend_from_slice(payload);
         Some(Event::Messages {
             id,
             json,
-            data,
-            lengths: vec![payload.len() as u32],
+            data: payload.to_vec(),
+            lengths: if json {
+                Vec::new()
+            } else {
+                vec![payload.len() as u32]
+            },
         })
     }
 }
@@ -251,6 +250,7 @@ mod tests {
         push(&mut ev, 2, true, b"3");
         ev.push(Event::Online { id: 1 });
         push(&mut ev, 1, false, b"xy");
+        push(&mut ev, 1, false, b"z");
         assert_eq!(ev.len(), 4);
         match &ev[0] {
             Event::Messages {
@@ -260,13 +260,34 @@ mod tests {
                 lengths,
             } => {
                 assert_eq!((*id, *json), (1, true));
-                assert_eq!(data, b"[{\"a\":1},2");
-                assert_eq!(lengths, &vec![7, 1]);
+                assert_eq!(data, b"{\"a\":1}\n2");
+                assert!(lengths.is_empty());
             }
             other => panic!("unexpected {other:?}"),
         }
         assert!(
-            matches!(&ev[3], Event::Messages { id: 1, json: false, data, .. } if data == b"xy")
+            matches!(&ev[3], Event::Messages { id: 1, json: false, data, lengths }
+                if data == b"xyz" && lengths == &[2, 1])
         );
+    }
+
+    #[test]
+    fn merged_batches_keep_their_separators() {
+        let batch = |json, data: &[u8], lengths: Vec<u32>| Event::<i32>::Messages {
+            id: 1,
+            json,
+            data: data.to_vec(),
+            lengths,
+        };
+        let mut lines = batch(true, b"1\n2", Vec::new());
+        assert!(lines.merge(batch(true, b"3", Vec::new())).is_ok());
+        assert!(matches!(&lines, Event::Messages { data, .. } if data == b"1\n2\n3"));
+        let mut v8 = batch(false, b"ab", vec![1, 1]);
+        assert!(v8.merge(batch(false, b"c", vec![1])).is_ok());
+        assert!(
+            matches!(&v8, Event::Messages { data, lengths, .. } if data == b"abc" && lengths == &[1, 1, 1])
+        );
+        // Never across serializations or workers.
+        assert!(lines.merge(batch(false, b"x", vec![1])).is_err());
     }
 }
