@@ -58,25 +58,27 @@ test('npm pack, then npm install <tarball> without Rust: no lifecycle script, th
 
     // The other ways an app reaches the installed package: named imports,
     // and native-cluster/register through either flag.
-    fs.writeFileSync(path.join(project, 'named.mjs'), [
+    const runScript = (name, lines, flags = []) => {
+      fs.writeFileSync(path.join(project, name), lines.join('\n'));
+      const r = spawnSync(process.execPath, [...flags, name], { cwd: project, env, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout.trim();
+    };
+    const named = runScript('named.mjs', [
       "import cluster, { fork, isPrimary, SCHED_RR, SCHED_STICKY, Worker } from 'native-cluster';",
       "import * as ns from 'native-cluster';",
       'console.log(JSON.stringify({ fork: fork === cluster.fork, isPrimary, SCHED_RR, sticky: SCHED_STICKY === cluster.SCHED_STICKY,',
       "  Worker: typeof Worker, ns: ns.default === cluster && ns.setupPrimary === cluster.setupPrimary }));",
-    ].join('\n'));
-    const named = spawnSync(process.execPath, ['named.mjs'], { cwd: project, env, encoding: 'utf8' });
-    assert.equal(named.status, 0, named.stderr);
-    assert.deepEqual(JSON.parse(named.stdout), { fork: true, isPrimary: true, SCHED_RR: 2, sticky: true, Worker: 'function', ns: true });
-    fs.writeFileSync(path.join(project, 'hooked.mjs'), [
+    ]);
+    assert.deepEqual(JSON.parse(named), { fork: true, isPrimary: true, SCHED_RR: 2, sticky: true, Worker: 'function', ns: true });
+    const hooked = [
       "import cluster from 'node:cluster';",
       "import { createRequire } from 'node:module';",
       "import native from 'native-cluster';",
       "console.log(cluster === native && createRequire(import.meta.url)('cluster') === native && typeof native.SCHED_STICKY === 'number');",
-    ].join('\n'));
+    ];
     for (const flag of ['--import', '--require']) {
-      const hooked = spawnSync(process.execPath, [flag, 'native-cluster/register', 'hooked.mjs'], { cwd: project, env, encoding: 'utf8' });
-      assert.equal(hooked.status, 0, hooked.stderr);
-      assert.equal(hooked.stdout.trim(), 'true', `${flag} native-cluster/register`);
+      assert.equal(runScript('hooked.mjs', hooked, [flag, 'native-cluster/register']), 'true', `${flag} native-cluster/register`);
     }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
