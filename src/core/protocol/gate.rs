@@ -34,7 +34,7 @@ impl Protocol {
             let member = match &mut entry.server {
                 Server::Accepting(s) if s.balancer.contains(id) => {
                     for (w, c) in s.balancer.gate(id, !open) {
-                        sends.push((key.clone(), w, c));
+                        sends.push((key.clone(), entry.serial, w, c));
                     }
                     true
                 }
@@ -50,8 +50,8 @@ impl Protocol {
                 members.push(key.clone());
             }
         }
-        for (key, w, c) in sends {
-            self.send_newconn(&Key::from(key.as_str()), w, c);
+        for (key, serial, w, c) in sends {
+            self.send_newconn(&Key::from(key.as_str()), serial, w, c);
         }
         if open {
             for key in members {

@@ -91,8 +91,12 @@ impl Protocol {
         let client = client_key(peer);
         let conn = Conn { fd: conn, client };
         let mut stop = None;
-        let next = match self.servers.by_key.get_mut(&*key).map(|e| &mut e.server) {
-            Some(Server::Accepting(s)) if s.listener.id() == listener => {
+        let Some(entry) = self.servers.by_key.get_mut(&*key) else {
+            return;
+        };
+        let serial = entry.serial;
+        let next = match &mut entry.server {
+            Server::Accepting(s) if s.listener.id() == listener => {
                 let next = s.balancer.distribute(conn, client, None);
                 if !s.throttled && s.balancer.queued_len() >= MAX_QUEUED {
                     s.throttled = true;
@@ -100,14 +104,14 @@ impl Protocol {
                 }
                 next
             }
-            Some(Server::ReusePort(s)) if s.vacant.iter().any(|h| h.id() == listener) => {
+            Server::ReusePort(s) if s.vacant.iter().any(|h| h.id() == listener) => {
                 s.balancer.distribute(conn)
             }
             // Not (or no longer) accepted on for its server: closed.
             _ => return,
         };
         if let Some((w, c)) = next {
-            self.send_newconn(&key, w, c);
+            self.send_newconn(&key, serial, w, c);
         }
         if let Some(listener) = stop {
             self.emit(Output::StopAccept { listener });
@@ -129,8 +133,12 @@ impl Protocol {
             return;
         }
         let mut resume = None;
-        let conn = match self.servers.by_key.get_mut(&**key).map(|e| &mut e.server) {
-            Some(Server::Accepting(s)) => {
+        let Some(entry) = self.servers.by_key.get_mut(&**key) else {
+            return;
+        };
+        let serial = entry.serial;
+        let conn = match &mut entry.server {
+            Server::Accepting(s) => {
                 let conn = s.balancer.handoff(worker);
                 // Accepting resumes once the queue is down to half.
                 if s.throttled && s.balancer.queued_len() <= MAX_QUEUED / 2 {
@@ -144,18 +152,22 @@ impl Protocol {
                 }
                 conn
             }
-            Some(Server::ReusePort(s)) => s.balancer.handoff(worker),
+            Server::ReusePort(s) => s.balancer.handoff(worker),
             _ => None,
         };
         if let Some(out) = resume {
             self.emit(out);
         }
         if let Some(conn) = conn {
-            self.send_newconn(key, worker, conn);
+            self.send_newconn(key, serial, worker, conn);
         }
     }
 
-    pub(crate) fn send_newconn(&mut self, key: &Key, worker: u32, conn: Conn) {
+    /// Sends `conn` to `worker` for the server `server` ([`Entry::serial`])
+    /// under `key`.
+    ///
+    /// [`Entry::serial`]: crate::core::protocol::servers::Entry::serial
+    pub(crate) fn send_newconn(&mut self, key: &Key, server: u32, worker: u32, conn: Conn) {
         // The hot path of SCHED_RR: the frame is written directly rather
         // than built as a value tree (the seq it names is the next one).
         let direct = match self.workers.get(&worker).map(|w| (w.ser, w.connected())) {
@@ -182,6 +194,7 @@ impl Protocol {
             (Some(seq), Some(slots)) => slots.push(InFlightConn {
                 seq,
                 key: key.clone(),
+                server,
                 conn,
             }),
             // The worker vanished between being picked and being written to:
@@ -199,8 +212,12 @@ impl Protocol {
     /// if a worker is idle; `first`: ahead of the queue (it was handed out
     /// before). With no such server left, the connection is closed.
     fn queue_conn(&mut self, key: &Key, conn: Conn, not_to: Option<u32>, first: bool) {
-        let next = match self.servers.by_key.get_mut(&**key).map(|e| &mut e.server) {
-            Some(Server::Accepting(s)) => {
+        let Some(entry) = self.servers.by_key.get_mut(&**key) else {
+            return;
+        };
+        let serial = entry.serial;
+        let next = match &mut entry.server {
+            Server::Accepting(s) => {
                 let client = conn.client;
                 if first {
                     s.balancer.distribute_first(conn, client, not_to)
@@ -208,12 +225,12 @@ impl Protocol {
                     s.balancer.distribute(conn, client, not_to)
                 }
             }
-            Some(Server::ReusePort(s)) if first => s.balancer.distribute_first(conn),
-            Some(Server::ReusePort(s)) => s.balancer.distribute(conn),
+            Server::ReusePort(s) if first => s.balancer.distribute_first(conn),
+            Server::ReusePort(s) => s.balancer.distribute(conn),
             _ => None,
         };
         if let Some((w, c)) = next {
-            self.send_newconn(key, w, c);
+            self.send_newconn(key, serial, w, c);
         }
     }
 

@@ -517,10 +517,9 @@ impl Protocol {
             if !seen.insert(c.conn.fd.id()) {
                 return Err(format!("connection {:?} in flight twice", c.conn.fd));
             }
-            // A replaced server (Node 22+ re-listen) shares its key with
-            // its replacement, and each may have one in flight.
-            let replaced = self.servers.orphans.iter().any(|(k, _)| **k == *c.key);
-            if !lanes.insert((worker, &*c.key)) && !replaced {
+            // Per server, not per key: a replaced server (Node 22+
+            // re-listen) shares its key with its replacement.
+            if !lanes.insert((worker, c.server)) {
                 return Err(format!(
                     "worker {worker} has two newconns of {} in flight",
                     c.key

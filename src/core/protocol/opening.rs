@@ -98,6 +98,7 @@ impl Protocol {
                         errno,
                         workers: Vec::new(),
                     }),
+                    serial: entry.serial,
                     data: entry.data.clone(),
                 };
                 for (w, msg) in &waiters {

@@ -143,6 +143,7 @@ impl Protocol {
         } else if let Some(Entry {
             server: Server::Opening(o),
             data,
+            ..
         }) = self.servers.by_key.get_mut(&key)
         {
             if !data.truthy() {
@@ -185,6 +186,7 @@ impl Protocol {
             }
             let entry = Entry {
                 server: Server::ReusePort(fresh),
+                serial: self.servers.next_serial(),
                 data: Value::Undefined,
             };
             if let Some(old) = self.servers.by_key.insert(key.to_string(), entry) {
@@ -202,6 +204,7 @@ impl Protocol {
                 becomes,
                 waiters: vec![(id, msg.clone())],
             }),
+            serial: self.servers.next_serial(),
             data: field(msg, "data"),
         };
         if replaces {

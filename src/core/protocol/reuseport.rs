@@ -139,8 +139,8 @@ impl Protocol {
         for (key, socket) in out.vacated {
             self.accept_vacant(&key, socket);
         }
-        for (key, worker, conn) in out.rehomed {
-            self.send_newconn(&Key::from(key), worker, conn);
+        for (key, serial, worker, conn) in out.rehomed {
+            self.send_newconn(&Key::from(key), serial, worker, conn);
         }
     }
 

@@ -83,6 +83,10 @@ pub struct SharedServer {
 
 pub struct Entry {
     pub server: Server,
+    /// Names this server among all that ever had its key (Node 22+
+    /// re-listen replaces a server under the same key): a worker has at
+    /// most one connection of each server in flight.
+    pub serial: u32,
     /// Custom server data (TLS ticket keys) from the first worker that had any.
     pub data: Value,
 }
@@ -94,6 +98,8 @@ pub struct InFlightConn {
     /// The `seq` of the `newconn` frame, which the worker's reply names.
     pub seq: u64,
     pub key: Key,
+    /// The [`Entry::serial`] of the server that handed it out.
+    pub server: u32,
     pub conn: Conn,
 }
 
@@ -121,6 +127,7 @@ pub struct Servers {
     /// Open requests not yet answered.
     pub opens: IdMap<u32, OpenFor>,
     pub next_bind: u32,
+    pub next_serial: u32,
     /// What workers' leaving left to do.
     pub departures: Departures,
 }
@@ -131,7 +138,7 @@ pub struct Servers {
 pub struct Departures {
     /// Connections queued for the leaver, re-homed to a worker that must be
     /// sent them now (sticky servers).
-    pub rehomed: Vec<(String, u32, Conn)>,
+    pub rehomed: Vec<(String, u32, u32, Conn)>,
     /// Reuseport sockets the leaver vacated: the primary accepts from them.
     pub vacated: Vec<(String, Handle)>,
     /// Listening sockets no longer accepted on (closed servers).
@@ -153,14 +160,17 @@ impl Entry {
     /// Removes a worker; `true` when it was the last and the server closes.
     /// `grace`: a primary-accepted server stays past its last worker.
     fn remove(&mut self, worker: u32, key: &str, out: &mut Departures, grace: bool) -> bool {
+        let serial = self.serial;
         match &mut self.server {
             Server::Accepting(s) => {
                 if !s.balancer.contains(worker) {
                     return false;
                 }
                 let (last, now) = s.balancer.remove(worker);
-                out.rehomed
-                    .extend(now.into_iter().map(|(w, c)| (key.to_string(), w, c)));
+                out.rehomed.extend(
+                    now.into_iter()
+                        .map(|(w, c)| (key.to_string(), serial, w, c)),
+                );
                 if last && grace {
                     out.graced.push(key.to_string());
                     return false;
@@ -242,6 +252,12 @@ impl Servers {
 
     pub fn keys(&self) -> Vec<String> {
         self.by_key.keys().cloned().collect()
+    }
+
+    /// A serial for a new server ([`Entry::serial`]).
+    pub fn next_serial(&mut self) -> u32 {
+        self.next_serial = self.next_serial.wrapping_add(1);
+        self.next_serial
     }
 
     pub fn next_bind_id(&mut self) -> u32 {

@@ -1964,7 +1964,8 @@ fn fuzz_finding_reuseport_relisten_strands_a_vacated_socket() {
 }
 
 /// Regression (fixed: the invariant allows one in flight per server, and a
-/// replaced server shares its key with its replacement).
+/// replaced server shares its key with its replacement; see also
+/// [`fuzz_finding_a_dropped_orphans_handoff_beside_its_replacements`]).
 /// Found by both protocol properties (long run), minimized. Sticky, Node 22
 /// keys: workers 4 and 5 share 127.0.0.1:8000; two connections from one
 /// client: the first in flight to worker 4, the second queued behind it;
@@ -2052,5 +2053,56 @@ fn fuzz_finding_a_server_replaced_during_its_grace_is_never_closed() {
         sim.live,
         sim.p.footprint()
     );
+    assert_eq!(sim.p.footprint(), Footprint::default());
+}
+
+/// Regression (fixed: a connection in flight names the server that handed
+/// it out, and the invariant is one per worker and server, whatever their
+/// keys). Found by `fuzz_protocol_random_steps` (a 3,000,000-case run),
+/// minimized. Sticky, Node 22 keys: worker 2 listens on 127.0.0.1:8001
+/// (S1); one client's first connection is in flight to it, its second
+/// queued behind; worker 4 joins S1, then listens again, so S2 replaces
+/// S1 (orphaned with worker 4 still in it). Worker 2 exits: S1 re-homes
+/// the queued connection to worker 4 and the unanswered one is rerouted
+/// to S2, which hands it to worker 4: one of each server, both legitimate.
+/// Worker 4 disconnects; S1, left without workers, is dropped.
+/// Expected: `check_invariants` holds. Got, before the fix: "worker 4 has
+/// two newconns of 127.0.0.1:8001:4:-1 in flight" (the rule was per key,
+/// with an exception only while a replaced server was still registered).
+#[test]
+fn fuzz_finding_a_dropped_orphans_handoff_beside_its_replacements() {
+    let mut sim = Sim::with_policy(Policy::Sticky, false);
+    sim.worker(2, Serialization::Json);
+    sim.worker(4, Serialization::Json);
+    sim.send_json(2, &query(1, 8001, 0));
+    let listener = sim.answer_open(Ok(loopback(8001))).2.expect("socket");
+    let client = Some("10.0.0.1".parse().expect("ip"));
+    sim.accept(listener, client);
+    sim.accept(listener, client);
+    sim.send_json(4, &query(1, 8001, 0));
+    sim.send_json(4, &query(2, 8001, 0));
+    sim.answer_open(Ok(loopback(8001)));
+    assert_eq!(sim.p.servers.orphans.len(), 1, "S1 replaced");
+    sim.exit(2);
+    let to_4: Vec<u32> = sim.p.workers[&4]
+        .handoffs
+        .iter()
+        .map(|c| c.server)
+        .collect();
+    assert_eq!(to_4.len(), 2, "one of each server: {to_4:?}");
+    assert_ne!(to_4[0], to_4[1]);
+    sim.input(Input::Disconnect { id: 4 });
+    assert!(sim.p.servers.orphans.is_empty(), "S1 dropped");
+    // Worker 4 refuses both while disconnecting; nobody is left to take them.
+    for f in sim.frames(4) {
+        if let Some(s) = num(&f.value, &["msg", "seq"]) {
+            sim.send_json(
+                4,
+                &format!(r#"{{"cmd":"NODE_CLUSTER","ack":{s},"accepted":false,"seq":9}}"#),
+            );
+        }
+    }
+    sim.exit(4);
+    assert!(sim.live.is_empty(), "{:?}", sim.live);
     assert_eq!(sim.p.footprint(), Footprint::default());
 }
