@@ -7,7 +7,9 @@
 //   storm  2 RR workers, 20 client loops of `Connection: close` requests for
 //          8 s; every 300 ms a random worker is SIGKILLed, but only while
 //          both listen (so one always serves); re-forked on 'exit'.
-//          Requests served, failed (by kind), failures per kill.
+//          Requests served, failed (by kind), failures per kill, and how
+//          many connections the killed worker had open (its last report,
+//          at most 20 ms old): what a kill takes with it.
 //   flood  one worker sends 5,000,000 small messages (sending while
 //          process.send() returns true, else waiting for the callback)
 //          while the primary's JavaScript is blocked for 3 s: peak primary
@@ -130,6 +132,11 @@ async function primaryMain() {
     const env = { BENCH_ROLE: 'worker', BENCH_PORT: String(port) };
     let running = true;
     let kills = 0;
+    // Connections open in each worker, as it last reported (every 20 ms),
+    // and in each victim when it was killed: what a kill can take with it.
+    const open = new Map();
+    const openAtKill = [];
+    cluster.on('message', (w, m) => { if (m && typeof m.open === 'number') open.set(w.id, m.open); });
     cluster.on('exit', () => { if (running) cluster.fork(env); });
     await Promise.all([cluster.fork(env), cluster.fork(env)].map(listening));
     const client = startClient(port, 20, 8000);
@@ -137,7 +144,9 @@ async function primaryMain() {
     const killer = setInterval(() => {
       const ws = Object.values(cluster.workers).filter((w) => w.state === 'listening');
       if (ws.length < 2) return;
-      ws[Math.floor(Math.random() * 2)].process.kill('SIGKILL');
+      const victim = ws[Math.floor(Math.random() * 2)];
+      victim.process.kill('SIGKILL');
+      if (open.has(victim.id)) openAtKill.push(open.get(victim.id));
       kills++;
     }, 300);
     // Only while the clients send: a kill while they wait out a hung
@@ -148,7 +157,8 @@ async function primaryMain() {
     clearTimeout(loadEnds);
     clearInterval(killer);
     running = false;
-    emit({ requests: r.ok, failed: r.failed, byError: r.byError, kills, failuresPerKill: r.failed / kills });
+    const openPerKill = openAtKill.reduce((a, b) => a + b, 0) / Math.max(1, openAtKill.length);
+    emit({ requests: r.ok, failed: r.failed, byError: r.byError, kills, failuresPerKill: r.failed / kills, openPerKill });
     for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');
     process.exit(0);
   }
@@ -234,8 +244,16 @@ async function workerMain() {
     process.send('ready');
     return;
   }
-  http.createServer((req, res) => res.end(`worker ${cluster.worker.id}`))
+  const server = http.createServer((req, res) => res.end(`worker ${cluster.worker.id}`))
     .listen(Number(process.env.BENCH_PORT), '127.0.0.1');
+  if (process.env.BENCH_SCENARIO === 'storm') {
+    let open = 0;
+    server.on('connection', (socket) => {
+      open++;
+      socket.once('close', () => open--);
+    });
+    setInterval(() => process.send({ open }), 20).unref();
+  }
 }
 
 // ------------------------------------------------------------------ orchestrator
@@ -295,7 +313,7 @@ async function orchestrate() {
   const variants = [];
   if (only.includes('storm')) {
     variants.push({ scenario: 'storm', label: 'crash storm', runs: [['native', {}], ['stock', {}]],
-      metrics: [['requests', 'requests'], ['failed', 'failed requests'], ['kills', 'kills'], ['failuresPerKill', 'failures per kill'], ['timeouts', 'of which hung (2 s timeout)']] });
+      metrics: [['requests', 'requests'], ['failed', 'failed requests'], ['kills', 'kills'], ['failuresPerKill', 'failures per kill'], ['timeouts', 'of which hung (2 s timeout)'], ['openPerKill', 'connections open in the victim at its kill']] });
   }
   if (only.includes('flood')) {
     variants.push({ scenario: 'flood', label: `flood ${count.toLocaleString('en')} msgs`, runs: [['native', { BENCH_COUNT: String(count) }], ['stock', { BENCH_COUNT: String(count) }]],
