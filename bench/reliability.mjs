@@ -8,8 +8,9 @@
 //          8 s; every 300 ms a random worker is SIGKILLed, but only while
 //          both listen (so one always serves); re-forked on 'exit'.
 //          Requests served, failed (by kind), failures per kill, and how
-//          many connections the killed worker had open (its last report,
-//          at most 20 ms old): what a kill takes with it.
+//          many connections the killed worker had open, and how many of
+//          them it had not answered yet (its last report, at most 20 ms
+//          old): what a kill takes with it.
 //   flood  one worker sends 5,000,000 small messages (sending while
 //          process.send() returns true, else waiting for the callback)
 //          while the primary's JavaScript is blocked for 3 s: peak primary
@@ -136,7 +137,8 @@ async function primaryMain() {
     // and in each victim when it was killed: what a kill can take with it.
     const open = new Map();
     const openAtKill = [];
-    cluster.on('message', (w, m) => { if (m && typeof m.open === 'number') open.set(w.id, m.open); });
+    const unansweredAtKill = [];
+    cluster.on('message', (w, m) => { if (m && typeof m.open === 'number') open.set(w.id, m); });
     cluster.on('exit', () => { if (running) cluster.fork(env); });
     await Promise.all([cluster.fork(env), cluster.fork(env)].map(listening));
     const client = startClient(port, 20, 8000);
@@ -146,7 +148,10 @@ async function primaryMain() {
       if (ws.length < 2) return;
       const victim = ws[Math.floor(Math.random() * 2)];
       victim.process.kill('SIGKILL');
-      if (open.has(victim.id)) openAtKill.push(open.get(victim.id));
+      if (open.has(victim.id)) {
+        openAtKill.push(open.get(victim.id).open);
+        unansweredAtKill.push(open.get(victim.id).unanswered);
+      }
       kills++;
     }, 300);
     // Only while the clients send: a kill while they wait out a hung
@@ -157,8 +162,11 @@ async function primaryMain() {
     clearTimeout(loadEnds);
     clearInterval(killer);
     running = false;
-    const openPerKill = openAtKill.reduce((a, b) => a + b, 0) / Math.max(1, openAtKill.length);
-    emit({ requests: r.ok, failed: r.failed, byError: r.byError, kills, failuresPerKill: r.failed / kills, openPerKill });
+    const mean = (a) => a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
+    emit({
+      requests: r.ok, failed: r.failed, byError: r.byError, kills, failuresPerKill: r.failed / kills,
+      openPerKill: mean(openAtKill), unansweredPerKill: mean(unansweredAtKill),
+    });
     for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');
     process.exit(0);
   }
@@ -244,15 +252,28 @@ async function workerMain() {
     process.send('ready');
     return;
   }
-  const server = http.createServer((req, res) => res.end(`worker ${cluster.worker.id}`))
-    .listen(Number(process.env.BENCH_PORT), '127.0.0.1');
+  // Connections not answered yet (no response handed to the kernel):
+  // what a kill loses for certain.
+  let unanswered = 0;
+  const server = http.createServer((req, res) => {
+    res.once('finish', () => {
+      if (!req.socket.answered) unanswered--;
+      req.socket.answered = true;
+    });
+    res.end(`worker ${cluster.worker.id}`);
+  }).listen(Number(process.env.BENCH_PORT), '127.0.0.1');
   if (process.env.BENCH_SCENARIO === 'storm') {
     let open = 0;
     server.on('connection', (socket) => {
       open++;
-      socket.once('close', () => open--);
+      unanswered++;
+      socket.once('close', () => {
+        open--;
+        if (!socket.answered) unanswered--;
+        socket.answered = true;
+      });
     });
-    setInterval(() => process.send({ open }), 20).unref();
+    setInterval(() => process.send({ open, unanswered }), 20).unref();
   }
 }
 
@@ -313,7 +334,7 @@ async function orchestrate() {
   const variants = [];
   if (only.includes('storm')) {
     variants.push({ scenario: 'storm', label: 'crash storm', runs: [['native', {}], ['stock', {}]],
-      metrics: [['requests', 'requests'], ['failed', 'failed requests'], ['kills', 'kills'], ['failuresPerKill', 'failures per kill'], ['timeouts', 'of which hung (2 s timeout)'], ['openPerKill', 'connections open in the victim at its kill']] });
+      metrics: [['requests', 'requests'], ['failed', 'failed requests'], ['kills', 'kills'], ['failuresPerKill', 'failures per kill'], ['timeouts', 'of which hung (2 s timeout)'], ['openPerKill', 'connections open in the victim at its kill'], ['unansweredPerKill', '… of which not answered yet']] });
   }
   if (only.includes('flood')) {
     variants.push({ scenario: 'flood', label: `flood ${count.toLocaleString('en')} msgs`, runs: [['native', { BENCH_COUNT: String(count) }], ['stock', { BENCH_COUNT: String(count) }]],
