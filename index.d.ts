@@ -219,6 +219,12 @@ declare namespace cluster {
       cpu: { user: number; system: number };
       /** 'rr', 'none', 'reuseport' or 'sticky'. */
       policy: string;
+      /**
+       * Connections handed to a worker that died (or whose channel closed)
+       * before it acknowledged them, which the primary then handed to
+       * another worker instead of closing them.
+       */
+      connections: { rerouted: number };
     };
     workers: WorkerStats[];
   }

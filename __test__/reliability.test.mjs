@@ -28,6 +28,9 @@ test('(a) RR: the connection a busy worker never answered goes to the other work
   assert.equal(n.settledBeforeKill, 9, JSON.stringify(n));
   assert.equal(n.results.length, 10);
   for (const r of n.results) assert.deepEqual([r.status, r.body], [200, `worker ${n.survivor}`], JSON.stringify(n.results));
+  // stats() and metrics() count it.
+  assert.equal(n.rerouted, 1);
+  assert.equal(n.metric, 'native_cluster_connections_rerouted_total 1');
   // Stock, the control: the connection handed to the dead worker stays
   // open in the primary (Node's RoundRobinHandle waits for a reply that
   // never comes and keeps the handle): its client hangs. Deterministic:
@@ -43,6 +46,9 @@ test('(a) STICKY: connections waiting for a busy owner go to the other worker wh
   // Every request is from 127.0.0.1, so all wait for its (stuck) owner:
   // one handed to it, nine queued.
   assert.equal(res.settledBeforeKill, 0, JSON.stringify(res));
+  // Only the one handed to it counts as rerouted; the queued nine were
+  // never handed out.
+  assert.equal(res.rerouted, 1);
   for (const r of res.results) assert.deepEqual([r.status, r.body], [200, `worker ${res.survivor}`], JSON.stringify(res.results));
 });
 

@@ -166,6 +166,7 @@ async function primaryMain() {
     emit({
       requests: r.ok, failed: r.failed, byError: r.byError, kills, failuresPerKill: r.failed / kills,
       openPerKill: mean(openAtKill), unansweredPerKill: mean(unansweredAtKill),
+      reroutedPerKill: typeof cluster.stats === 'function' ? cluster.stats().primary.connections.rerouted / kills : null,
     });
     for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL');
     process.exit(0);
@@ -334,7 +335,7 @@ async function orchestrate() {
   const variants = [];
   if (only.includes('storm')) {
     variants.push({ scenario: 'storm', label: 'crash storm', runs: [['native', {}], ['stock', {}]],
-      metrics: [['requests', 'requests'], ['failed', 'failed requests'], ['kills', 'kills'], ['failuresPerKill', 'failures per kill'], ['timeouts', 'of which hung (2 s timeout)'], ['openPerKill', 'connections open in the victim at its kill'], ['unansweredPerKill', '… of which not answered yet']] });
+      metrics: [['requests', 'requests'], ['failed', 'failed requests'], ['kills', 'kills'], ['failuresPerKill', 'failures per kill'], ['timeouts', 'of which hung (2 s timeout)'], ['openPerKill', 'connections open in the victim at its kill'], ['unansweredPerKill', '… of which not answered yet'], ['reroutedPerKill', 'unacknowledged connections re-routed per kill']] });
   }
   if (only.includes('flood')) {
     variants.push({ scenario: 'flood', label: `flood ${count.toLocaleString('en')} msgs`, runs: [['native', { BENCH_COUNT: String(count) }], ['stock', { BENCH_COUNT: String(count) }]],

@@ -57,6 +57,7 @@ function stats(cluster, started, forkedAt) {
       rss: mem,
       cpu: { user: Math.round(cpu.user / 1000), system: Math.round(cpu.system / 1000) },
       policy: policyName(cluster.schedulingPolicy),
+      connections: { rerouted: figures.rerouted ?? 0 },
     },
     workers,
   };
@@ -80,6 +81,9 @@ function metrics(s, prefix = 'native_cluster') {
   family('primary_cpu_seconds_total', 'counter', 'CPU time of the primary.',
     [[{ mode: 'user' }, p.cpu.user / 1000], [{ mode: 'system' }, p.cpu.system / 1000]]);
   family('workers', 'gauge', 'Live workers.', [[null, s.workers.length]]);
+  family('connections_rerouted_total', 'counter',
+    'Connections handed to a worker that died before acknowledging them, handed to another worker instead.',
+    [[null, p.connections.rerouted]]);
   const per = (fn) => s.workers.map((w) => [{ worker: w.id, pid: w.pid, slot: w.slot ?? '' }, fn(w)]);
   const perMode = (fn) => s.workers.flatMap((w) => ['user', 'system'].map((mode) =>
     [{ worker: w.id, pid: w.pid, slot: w.slot ?? '', mode }, fn(w, mode)]));

@@ -30,6 +30,9 @@ pub struct WorkerFigures {
 pub struct Figures {
     pub primary: Option<ProcessUsage>,
     pub workers: Vec<WorkerFigures>,
+    /// Connections handed to a worker whose channel closed before it
+    /// acknowledged them, handed to another worker instead.
+    pub rerouted: f64,
 }
 
 fn usage(u: Usage) -> ProcessUsage {
@@ -54,6 +57,7 @@ pub fn stats(timeout_ms: u32, with_usage: bool) -> Result<Figures> {
     })?;
     Ok(Figures {
         primary: report.primary.map(usage),
+        rerouted: report.rerouted as f64,
         workers: report
             .workers
             .into_iter()

@@ -318,6 +318,7 @@ impl Driver {
         StatsReport {
             primary: if usage { procfs::usage(None) } else { None },
             workers,
+            rerouted: self.protocol.rerouted(),
         }
     }
 

@@ -51,6 +51,9 @@ use tokio::sync::mpsc::UnboundedSender;
 pub struct StatsReport {
     pub primary: Option<procfs::Usage>,
     pub workers: Vec<WorkerReport>,
+    /// Connections handed to a worker whose channel closed before it
+    /// acknowledged them, handed to another worker instead.
+    pub rerouted: u64,
 }
 
 #[derive(Debug)]
