@@ -137,7 +137,7 @@ pub struct Servers {
 #[derive(Default)]
 pub struct Departures {
     /// Connections queued for the leaver, re-homed to a worker that must be
-    /// sent them now (sticky servers).
+    /// sent them now (sticky servers): key, server serial, worker.
     pub rehomed: Vec<(String, u32, u32, Conn)>,
     /// Reuseport sockets the leaver vacated: the primary accepts from them.
     pub vacated: Vec<(String, Handle)>,
