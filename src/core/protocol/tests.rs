@@ -344,12 +344,33 @@ fn answer_newconn(sim: &mut Sim, w: u32, accepted: bool) -> FdId {
         .unwrap_or_else(|| panic!("worker {w} got no newconn: {frames:?}"));
     let fd = newconn.fd.expect("newconn carries the connection");
     let seq = num(&newconn.value, &["msg", "seq"]).expect("seq");
+    reply_newconn(sim, w, seq, accepted);
+    fd
+}
+
+/// Worker `w` answers every `newconn` it was sent since the last look;
+/// returns how many.
+fn answer_newconns(sim: &mut Sim, w: u32, accepted: bool) -> usize {
+    let seqs: Vec<f64> = sim
+        .frames(w)
+        .iter()
+        .filter(|f| text(&f.value, &["msg", "act"]) == Some("newconn"))
+        .filter_map(|f| num(&f.value, &["msg", "seq"]))
+        .collect();
+    for &seq in &seqs {
+        reply_newconn(sim, w, seq, accepted);
+    }
+    seqs.len()
+}
+
+/// What Node's worker writes for a `newconn`: the handle's ACK, then its
+/// answer.
+fn reply_newconn(sim: &mut Sim, w: u32, seq: f64, accepted: bool) {
     sim.send_json(w, r#"{"cmd":"NODE_HANDLE_ACK"}"#);
     sim.send_json(
         w,
         &format!(r#"{{"cmd":"NODE_CLUSTER","ack":{seq},"accepted":{accepted},"seq":99}}"#),
     );
-    fd
 }
 
 #[test]
@@ -2093,15 +2114,13 @@ fn fuzz_finding_a_dropped_orphans_handoff_beside_its_replacements() {
     assert_ne!(to_4[0], to_4[1]);
     sim.input(Input::Disconnect { id: 4 });
     assert!(sim.p.servers.orphans.is_empty(), "S1 dropped");
-    // Worker 4 refuses both while disconnecting; nobody is left to take them.
-    for f in sim.frames(4) {
-        if let Some(s) = num(&f.value, &["msg", "seq"]) {
-            sim.send_json(
-                4,
-                &format!(r#"{{"cmd":"NODE_CLUSTER","ack":{s},"accepted":false,"seq":9}}"#),
-            );
-        }
+    // Worker 4 refuses both while disconnecting (the second comes once it
+    // acknowledges the first handle); nobody is left to take them.
+    let mut refused = 0;
+    while let n @ 1.. = answer_newconns(&mut sim, 4, false) {
+        refused += n;
     }
+    assert_eq!(refused, 2);
     sim.exit(4);
     assert!(sim.live.is_empty(), "{:?}", sim.live);
     assert_eq!(sim.p.footprint(), Footprint::default());
