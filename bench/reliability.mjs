@@ -253,25 +253,27 @@ async function workerMain() {
     process.send('ready');
     return;
   }
-  // Connections not answered yet (no response handed to the kernel):
-  // what a kill loses for certain.
+  const storm = process.env.BENCH_SCENARIO === 'storm';
+  // In the storm: connections open, and those not answered yet (no
+  // response handed to the kernel): what a kill loses for certain.
+  let open = 0;
   let unanswered = 0;
+  const answered = (socket) => {
+    if (socket.answered) return;
+    socket.answered = true;
+    unanswered--;
+  };
   const server = http.createServer((req, res) => {
-    res.once('finish', () => {
-      if (!req.socket.answered) unanswered--;
-      req.socket.answered = true;
-    });
+    if (storm) res.once('finish', () => answered(req.socket));
     res.end(`worker ${cluster.worker.id}`);
   }).listen(Number(process.env.BENCH_PORT), '127.0.0.1');
-  if (process.env.BENCH_SCENARIO === 'storm') {
-    let open = 0;
+  if (storm) {
     server.on('connection', (socket) => {
       open++;
       unanswered++;
       socket.once('close', () => {
         open--;
-        if (!socket.answered) unanswered--;
-        socket.answered = true;
+        answered(socket);
       });
     });
     setInterval(() => process.send({ open, unanswered }), 20).unref();
