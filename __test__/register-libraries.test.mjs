@@ -1,15 +1,17 @@
 // Third-party cluster libraries, unmodified, on native-cluster through
 // `--require native-cluster/register`: throng (fork, revive, signal
-// shutdown) and @socket.io/sticky (the primary routes each HTTP request by
+// shutdown), @socket.io/sticky (the primary routes each HTTP request by
 // session id and passes the socket to the worker; socket.io's long-polling
 // and its upgrade to WebSocket only work when every request of a session
-// reaches the same worker).
+// reaches the same worker) and PM2's cluster mode (its process manager is
+// the primary: start, reload, restart, stop).
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -196,4 +198,135 @@ async function stickyScenario(lb) {
       await r.stop(pids);
     }
   }
+}
+
+// PM2 in cluster mode, its process manager (God) in pm2-runtime's own
+// process with native-cluster registered through NODE_OPTIONS, as a
+// container would run it. PM2 writes `worker.process.pid = 0` when it stops
+// an instance, in strict code. Offline: no version check, no first-run ping,
+// no PM2 Plus link; host metrics off (they only add load).
+test('PM2 cluster mode (pm2-runtime, 2 instances): serve, reload, restart, stop, exit 0, nothing left', { skip: missing('pm2'), timeout: 180000 }, async () => {
+  const pm2Bin = path.join(path.dirname(require.resolve('pm2/package.json')), 'bin');
+  const home = mkdtempSync(path.join(os.tmpdir(), 'native-cluster-pm2-'));
+  writeFileSync(path.join(home, 'touch'), String(Date.now()));
+  writeFileSync(path.join(home, 'module_conf.json'), JSON.stringify({ pm2: { sysmonit: 'false' } }));
+  const port = await freePort();
+  const env = { ...process.env, PM2_HOME: home, PORT: String(port), PM2_DISABLE_VERSION_CHECK: 'true' };
+  const runtime = spawn(process.execPath, [path.join(pm2Bin, 'pm2-runtime'), 'start', 'pm2-app.js',
+    '--name', 'web', '-i', '2', '--no-auto-exit'], {
+    cwd: appDir,
+    env: {
+      ...env,
+      NODE_OPTIONS: [process.env.NODE_OPTIONS, '--require native-cluster/register'].filter(Boolean).join(' '),
+      NATIVE_CLUSTER_REGISTER_DEBUG: '1',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  runtime.stdout.on('data', (d) => { out += d; });
+  runtime.stderr.on('data', (d) => { err += d; });
+  const exited = new Promise((resolve) => runtime.on('exit', (code, signal) => resolve({ code, signal })));
+  const died = exited.then((e) => { throw new Error(`pm2-runtime exited: ${JSON.stringify(e)}\n${out}\n${err}`); });
+  died.catch(() => {});
+
+  // A pm2 command against the runtime's PM2_HOME; fails at once if the
+  // runtime dies meanwhile.
+  const commands = new Set();
+  const pm2 = (...args) => Promise.race([died, new Promise((resolve) => {
+    const c = spawn(process.execPath, [path.join(pm2Bin, 'pm2'), ...args], { cwd: appDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    commands.add(c);
+    c.on('exit', () => commands.delete(c));
+    let text = '';
+    c.stdout.on('data', (d) => { text += d; });
+    c.stderr.on('data', (d) => { text += d; });
+    const timer = setTimeout(() => c.kill('SIGKILL'), 60000);
+    c.on('close', (code, signal) => { clearTimeout(timer); resolve({ code, signal, text }); });
+  })]);
+
+  const seen = new Set();
+  const ask = () => new Promise((resolve) => {
+    http.get({ host: '127.0.0.1', port, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve(JSON.parse(body).pid));
+    }).on('error', (e) => resolve(e.code));
+  });
+  // New connections until two instances have answered; every answer from
+  // a worker, none from `gone`.
+  const twoServing = async (gone = new Set()) => {
+    const pids = new Set();
+    const deadline = Date.now() + 30000;
+    while (pids.size < 2) {
+      assert.ok(Date.now() < deadline, `two instances serving (got ${[...pids]})\n${out}\n${err}`);
+      const pid = await Promise.race([died, ask()]);
+      if (typeof pid === 'number') {
+        assert.ok(!gone.has(pid), `answered by ${pid}, an instance that was replaced`);
+        pids.add(pid);
+        seen.add(pid);
+      } else {
+        await sleep(100);
+      }
+    }
+    return pids;
+  };
+
+  try {
+    const first = await twoServing();
+    // PM2's process manager got native-cluster: cluster was redirected in
+    // God.js, and the addon is loaded in that process.
+    assert.match(err, /require\("cluster"\) from \S*pm2[/\\]lib[/\\]God\.js/);
+    assert.ok(addonLoaded(runtime.pid), 'addon loaded in the pm2-runtime process');
+
+    const reload = await pm2('reload', 'web');
+    assert.equal(reload.code, 0, reload.text);
+    const reloaded = await twoServing(first);
+
+    const restart = await pm2('restart', 'web');
+    assert.equal(restart.code, 0, restart.text);
+    await twoServing(new Set([...first, ...reloaded]));
+
+    const stop = await pm2('stop', 'web');
+    assert.equal(stop.code, 0, stop.text);
+    const deadline = Date.now() + 10000;
+    while (typeof await ask() === 'number') {
+      assert.ok(Date.now() < deadline, 'no answer once stopped');
+      await sleep(100);
+    }
+
+    runtime.kill('SIGTERM');
+    assert.deepEqual(await exited, { code: 0, signal: null }, `${out}\n${err}`);
+    assert.doesNotMatch(err, /TypeError|Cannot set property/);
+    const left = Date.now() + 10000;
+    while ((pm2HomeProcesses(home).length > 0 || [...seen].some(alive)) && Date.now() < left) await sleep(100);
+    assert.deepEqual(pm2HomeProcesses(home), [], 'no process of this PM2_HOME left');
+    assert.deepEqual([...seen].filter(alive), [], 'no instance left');
+  } finally {
+    if (runtime.exitCode === null && runtime.signalCode === null) {
+      runtime.kill('SIGKILL');
+      await exited;
+    }
+    for (const c of commands) c.kill('SIGKILL');
+    // A pm2 command that found no runtime starts a daemon of its own.
+    for (const pid of [...pm2HomeProcesses(home), ...[...seen].filter(alive)]) {
+      try { process.kill(pid, 'SIGKILL'); } catch {}
+    }
+    rmSync(home, { recursive: true, force: true });
+  }
+});
+
+// Live processes whose environment names this PM2_HOME: the runtime, its
+// instances, and any daemon a pm2 command started.
+function pm2HomeProcesses(home) {
+  const entry = `PM2_HOME=${home}\0`;
+  const pids = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/environ`, 'latin1').includes(entry)) pids.push(Number(name));
+    } catch {
+      // Gone meanwhile, or not ours to read.
+    }
+  }
+  return pids;
 }

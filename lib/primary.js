@@ -290,7 +290,8 @@ function forkWorker(env, predecessor) {
   }
   const worker = new Worker({ id, process: workerProcess });
   workerProcess._worker = worker;
-  worker._forkEnv = env;
+  // Not enumerable: stock's Worker has no such property to list.
+  Object.defineProperty(worker, '_forkEnv', { value: env, writable: true, configurable: true });
   forkedAt.set(worker, Date.now());
 
   worker.on('message', function onMessage(message, handle) {
@@ -374,6 +375,7 @@ function onEvents(batch) {
     const proc = worker.process;
     switch (ev.kind) {
       case 'online':
+        proc._settlePid();
         worker.state = 'online';
         worker.emit('online');
         cluster.emit('online', worker);

@@ -103,7 +103,7 @@ function createReload(cluster, fork) {
       err.worker = fresh;
       throw err;
     }
-    const entry = { old: old.id, new: fresh.id, oldPid: old.process.pid, newPid: fresh.process.pid };
+    const entry = { old: old.id, new: fresh.id, oldPid: old.process._osPid(), newPid: fresh.process._osPid() };
     await retire(old, opts.killTimeout, cluster.schedulingPolicy);
     return entry;
   }

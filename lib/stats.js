@@ -32,7 +32,7 @@ function stats(cluster, started, forkedAt) {
     const beat = watchdog.lastBeat(worker);
     workers.push({
       id: worker.id,
-      pid: worker.process.pid,
+      pid: worker.process._osPid(),
       state: worker.state,
       slot: slot ?? null,
       uptime: now - (forkedAt.get(worker) ?? now),

@@ -56,6 +56,7 @@ class WorkerProcess extends EventEmitter {
     // The core forks on its I/O thread; `pid` waits for it only when read.
     this._pid = undefined;
     this._launching = false;
+    Object.defineProperty(this, 'pid', { get: readPid, set: assignPid, enumerable: true, configurable: true });
     this.stdin = null;
     this.stdout = null;
     this.stderr = null;
@@ -91,14 +92,21 @@ class WorkerProcess extends EventEmitter {
     return true;
   }
 
-  // Waits for the I/O thread's fork on first read only.
-  get pid() {
+  // The process's pid, whatever the user has assigned to `pid`; waits for
+  // the I/O thread's fork on first call only.
+  _osPid() {
     if (this._launching) {
       this._launching = false;
       const r = native.pid(this._id);
       if (r.pid != null) this._pid = r.pid;
     }
     return this._pid;
+  }
+
+  // `pid` becomes the data property Node's is, once the fork is known done
+  // (a read or an event from the process), unless the user assigned it.
+  _settlePid() {
+    if (Object.getOwnPropertyDescriptor(this, 'pid')?.get === readPid) pidProperty(this, this._osPid());
   }
 
   // Called once the core has been asked to start the process.
@@ -127,6 +135,9 @@ class WorkerProcess extends EventEmitter {
     this.stdin = this.stdio[0] || null;
     this.stdout = this.stdio[1] || null;
     this.stderr = this.stdio[2] || null;
+    // Node's setupChannel gives each process its own send() and disconnect().
+    this.send = WorkerProcess.prototype.send;
+    this.disconnect = WorkerProcess.prototype.disconnect;
     liveness.hold();
   }
 
@@ -142,6 +153,7 @@ class WorkerProcess extends EventEmitter {
   }
 
   _spawnFailed(errno) {
+    this._settlePid();
     const err = errnoException(errno, `spawn ${this.spawnfile}`);
     err.path = this.spawnfile;
     err.spawnargs = this.spawnargs.slice(1);
@@ -246,7 +258,7 @@ class WorkerProcess extends EventEmitter {
 
   kill(sig) {
     const signal = sig === 0 ? 0 : convertSignal(sig === undefined ? 'SIGTERM' : sig);
-    if (this._exited || this.pid === undefined) return false;
+    if (this._exited || this._osPid() === undefined) return false;
     const err = native.kill(this._id, signal);
     if (err === 0) {
       this.killed = true;
@@ -360,6 +372,7 @@ class WorkerProcess extends EventEmitter {
 
   _onExit(code, signo) {
     if (this._exited) return;
+    this._settlePid();
     this._exited = true;
     if (signo != null) this.signalCode = signalName(signo) || `SIG${signo}`;
     else this.exitCode = code;
@@ -381,6 +394,28 @@ class WorkerProcess extends EventEmitter {
 // Node's ChildProcess API and `instanceof ChildProcess`, without its
 // libuv process handle (the core owns the process).
 Object.setPrototypeOf(WorkerProcess.prototype, ChildProcess.prototype);
+// Node assigns ChildProcess.prototype's methods, so for...in lists them.
+for (const name of ['kill', 'ref', 'unref']) {
+  Object.defineProperty(WorkerProcess.prototype, name, { enumerable: true });
+}
+
+// Node's `pid` is an own data property, set at spawn and assignable (PM2
+// sets it to 0 when it stops a process). Ours is known only once the I/O
+// thread has forked, so until then it is an accessor that turns into that
+// data property when read or assigned.
+function readPid() {
+  const pid = this._osPid();
+  pidProperty(this, pid);
+  return pid;
+}
+
+function assignPid(value) {
+  pidProperty(this, value);
+}
+
+function pidProperty(target, value) {
+  Object.defineProperty(target, 'pid', { value, writable: true, enumerable: true, configurable: true });
+}
 
 function convertSignal(sig) {
   if (typeof sig === 'number' && signalName(sig) !== undefined) return sig;
