@@ -1,9 +1,10 @@
 // The package as a user gets it: `npm pack` here, then `npm install
 // <tarball>` in a new project on a PATH without a Rust toolchain. The
 // install runs no lifecycle script (npm 11 warns about every one it finds),
-// the tarball carries the addon, LICENSE and README, and the seed example
-// runs from the installed package with every worker greeted; named imports
-// and native-cluster/register (--import and --require) work from it.
+// the tarball carries the addon, LICENSE, README and the README's examples,
+// the shipped seed example runs from the installed package with every worker
+// greeted, and named imports and native-cluster/register (--import and
+// --require) work from it.
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -33,10 +34,13 @@ test('npm pack, then npm install <tarball> without Rust: no lifecycle script, th
     assert.equal(packed.code, 0, packed.stderr);
     const [info] = JSON.parse(packed.stdout);
     const files = info.files.map((f) => f.path);
-    for (const f of ['LICENSE', 'README.md', 'index.js', 'index.d.ts', 'register', 'register.d.ts', addonFile]) {
+    // The README's examples ship (it names them by path); the Rust ones are
+    // the crate's, not the package's.
+    const examples = ['examples/hello.mjs', 'examples/seed.mjs', 'examples/seed-unchanged.mjs'];
+    for (const f of ['LICENSE', 'README.md', 'index.js', 'index.d.ts', 'register', 'register.d.ts', addonFile, ...examples]) {
       assert.ok(files.includes(f), `${f} is not in the tarball: ${files.join(', ')}`);
     }
-    assert.equal(files.some((f) => f.startsWith('src/') || f.startsWith('__test__/')), false);
+    assert.equal(files.some((f) => f.startsWith('src/') || f.startsWith('__test__/') || f.endsWith('.rs')), false);
     // postpack put the clone's manifest back as it was.
     assert.ok(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).scripts.prepare);
 
@@ -52,8 +56,8 @@ test('npm pack, then npm install <tarball> without Rust: no lifecycle script, th
     const manifest = JSON.parse(fs.readFileSync(path.join(project, 'node_modules', 'native-cluster', 'package.json'), 'utf8'));
     for (const hook of ['preinstall', 'install', 'postinstall', 'prepare']) assert.equal(manifest.scripts[hook], undefined, hook);
 
-    fs.copyFileSync(path.join(root, 'examples', 'seed.mjs'), path.join(project, 'seed.mjs'));
-    const { err } = await runSeedExample(path.join(project, 'seed.mjs'), { cwd: project, env });
+    // The shipped example, run where the README says it is.
+    const { err } = await runSeedExample(path.join(project, 'node_modules', 'native-cluster', 'examples', 'seed.mjs'), { cwd: project, env });
     assert.doesNotMatch(err, /Warning/, err);
 
     // The other ways an app reaches the installed package: named imports,

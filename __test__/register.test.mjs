@@ -105,6 +105,33 @@ for (const major of MAJORS) {
       assert.equal(worker.checks['import() node:cluster'], false);
     });
 
+    test('import \'native-cluster/register\' in code after a static import of node:cluster: one warning, from the primary, naming the preload', async () => {
+      const r = await runApp(node.bin, ['late-import.mjs'], { env: { NODE_OPTIONS: '' } });
+      assert.equal(r.code, 0, r.stderr);
+      // What the warning is about: this module's own import was linked first.
+      assert.deepEqual(r.reports.map((x) => x.role).sort(), ['primary', 'worker'], r.stdout);
+      assert.equal(r.reports.find((x) => x.role === 'primary').native, false);
+      const warnings = r.stderr.split('\n').filter((l) => l.includes('NATIVE_CLUSTER_REGISTER_LATE'));
+      assert.equal(warnings.length, 1, r.stderr);
+      assert.match(warnings[0], /node:cluster was loaded before native-cluster\/register.*: node --import native-cluster\/register late-import\.mjs$/);
+    });
+
+    test('no warning where nothing holds Node\'s cluster: register in code before require() or import(), or preloaded', async () => {
+      const runs = [
+        [['late-dynamic.mjs'], 1],
+        [['late-require.cjs'], 1],
+        [['--import', 'native-cluster/register', 'late-import.mjs'], 2],
+        [['--require', 'native-cluster/register', 'late-import.mjs'], 2],
+      ];
+      for (const [args, reports] of runs) {
+        const r = await runApp(node.bin, args, { env: { NODE_OPTIONS: '' } });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stderr, '', args.join(' '));
+        assert.equal(r.reports.length, reports, r.stdout);
+        for (const report of r.reports) assert.equal(report.native, true, `${args.join(' ')}: ${report.role}`);
+      }
+    });
+
     test('examples/seed-unchanged.mjs (import cluster from \'node:cluster\') runs on the native primary', async () => {
       const n = availableParallelism();
       const child = spawn(node.bin, ['--import', 'native-cluster/register', seed], {

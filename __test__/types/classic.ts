@@ -1,8 +1,10 @@
-// Classic TypeScript (module: commonjs, esModuleInterop) and bundler
-// resolution: default and named imports, and import = require.
+// Classic TypeScript (module: commonjs, esModuleInterop, each compiler's
+// default resolution) and bundler resolution: default and named imports,
+// import = require, and the preload imported for its effect.
 import cluster from 'native-cluster';
 import { fork, isPrimary, Worker, type ClusterSettings } from 'native-cluster';
 import clusterRequired = require('native-cluster');
+import 'native-cluster/register';
 
 const settings: ClusterSettings = { exec: 'app.js' };
 cluster.setupPrimary(settings);
