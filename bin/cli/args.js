@@ -30,8 +30,8 @@ distributes the connections. In the app, cluster.isWorker is true, so an app
 written for node:cluster runs its worker branch.
 
 Options:
-  -i, --instances <N|max>   number of workers (default: max, the
-                            available parallelism: ${os.availableParallelism()} here);
+  -i, --instances <N|max>   number of workers, 1 to ${MAX_WORKERS} (default: max,
+                            the available parallelism: ${os.availableParallelism()} here);
                             0 is max too, -N all but N (at least 1)
       --policy <rr|none|reuseport|sticky>
                             rr: the primary accepts connections and hands them
@@ -58,16 +58,20 @@ Options:
       --max-memory <MB>     a worker whose RSS stays above this (two samples
                             a second apart) is replaced gracefully: the new
                             one first, then the old one drained
-      --max-restarts <n>    more than n crash restarts within
-                            --restart-window: stop every worker and exit 1
-                            with the reason (default: restart for ever)
-      --restart-window <ms> the window of --max-restarts (default ${DEFAULT_RESTART_WINDOW})
+      --max-restarts <n>    more than n restarts (crashes and --max-memory
+                            replacements) within --restart-window: stop
+                            every worker and exit 1 with the reason
+                            (default: restart for ever)
+      --restart-window <ms> the window of --max-restarts, 1 or more
+                            (default ${DEFAULT_RESTART_WINDOW})
       --name <name>         open a control socket under this name, for the
-                            status, reload, scale and stop commands
+                            status, reload, scale and stop commands; refused
+                            while a cluster of that name runs
       --metrics <[host:]port>
                             serve cluster.metrics() (Prometheus text) at
                             http://host:port/metrics (host 127.0.0.1 unless
-                            given); served by the primary's JavaScript
+                            given, an IPv6 one in brackets); served by the
+                            primary's JavaScript
       --pidfile <path>      write the primary's pid there (removed at exit)
   -h, --help                show this help
   -v, --version             print the version
@@ -80,11 +84,21 @@ Crashes:
   A worker that exits with code 0 on its own, or disconnects itself, is not
   restarted; when no worker is left, native-cluster exits with code 0.
 
+Start-up:
+  Before the first worker is forked, the --name, the --pidfile and the
+  --metrics port are claimed; when one cannot be (a cluster of that name
+  runs, the file cannot be written, the port is taken), native-cluster says
+  so in one line and exits 1, having started nothing and touched nothing
+  of another instance's. The workers are forked one per turn of the event
+  loop: a signal during a long start-up stops it.
+
 Signals (to the native-cluster process):
   SIGINT, SIGTERM  graceful stop: each worker is disconnected (it closes its
                    servers, finishes the connections in progress and exits);
                    workers still running after --kill-timeout get SIGKILL.
-                   Exits 0 when every worker left by itself, 1 otherwise.
+                   The workers run in a session of their own, so Ctrl-C in
+                   a terminal (SIGINT to the foreground process group)
+                   reaches native-cluster only, and drains them too.
                    A second signal kills the workers at once.
   SIGHUP           reload without downtime (cluster.reload()): the workers
                    are replaced one at a time, each by a new worker forked
@@ -93,6 +107,14 @@ Signals (to the native-cluster process):
                    many servers as the old one did). A new worker that
                    crashes or is not ready within --listen-timeout stops
                    the reload; the remaining old workers keep serving.
+
+Exit status:
+  0  every worker stopped gracefully (or, with none asked to stop, exited
+     with code 0 on its own)
+  1  a stop had to kill workers (their requests in progress were cut), a
+     worker exited abnormally during the stop, --max-restarts gave up, or
+     the start failed; the last status line says which
+  2  a usage error (an unknown option, a bad value, no app)
 
 Commands (to a cluster started with --name; without --name, the only one
 running):

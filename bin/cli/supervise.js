@@ -73,7 +73,7 @@ function run(cluster, app, opts) {
       if (announced || starting || stopping) return;
       if (slots.every((s) => s.worker && !s.worker.isDead() && live.get(s.worker)?.ready)) {
         announced = true;
-        log(`all ${slots.length} worker${slots.length === 1 ? '' : 's'} ready`);
+        log(slots.length === 1 ? 'the worker is ready' : `all ${slots.length} workers ready`);
       }
     });
     worker.on('listening', (address) => {
@@ -204,7 +204,7 @@ function run(cluster, app, opts) {
       if (live.size > 0) return;
       clearTimeout(killTimer);
       const cut = [];
-      if (killed > 0) cut.push(`${killed} killed ${killedWhy}, their requests in progress cut`);
+      if (killed > 0) cut.push(`${killed} killed ${killedWhy} (requests in progress, if any, were cut)`);
       if (unclean > 0) cut.push(`${unclean} exited abnormally`);
       const code = cut.length > 0 || gaveUp ? 1 : 0;
       log(`all workers ${cut.length > 0 ? `gone: ${cut.join('; ')}` : 'stopped'}; exiting` +
