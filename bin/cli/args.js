@@ -111,7 +111,7 @@ Signals (to the native-cluster process):
 Exit status:
   0  every worker stopped gracefully (or, with none asked to stop, exited
      with code 0 on its own)
-  1  a stop had to kill workers (their requests in progress were cut), a
+  1  a stop had to kill workers (requests in progress, if any, were cut), a
      worker exited abnormally during the stop, --max-restarts gave up, or
      the start failed; the last status line says which
   2  a usage error (an unknown option, a bad value, no app)
@@ -206,7 +206,6 @@ function parseArgs(argv) {
     }
     let name = arg;
     let value;
-    let separate = false;
     const eq = arg.indexOf('=');
     if (arg.startsWith('--') && eq > 0) {
       name = arg.slice(0, eq);
@@ -223,10 +222,9 @@ function parseArgs(argv) {
     if (value === undefined) {
       if (i + 1 >= argv.length) throw new UsageError(`option ${name} needs a value`);
       value = argv[++i];
-      separate = name;
+      lastSeparate = { name, value };
     }
     opts[key] = value;
-    if (separate) lastSeparate = { name, value };
   }
   if (opts.help || opts.version) return opts;
   // `--pidfile app.js` with no app after it: the option took the app.
