@@ -161,6 +161,15 @@ declare namespace cluster {
      * (`'responsive'`). @default undefined (no watchdog)
      */
     heartbeatTimeout?: number | undefined;
+    /**
+     * native-cluster: each worker starts in a session and process group of
+     * its own (`setsid`, as `child_process`'s `detached`), so the SIGINT a
+     * terminal's Ctrl-C sends to its foreground process group reaches the
+     * primary only, which can then stop the workers gracefully. A worker
+     * still exits when the primary dies (its IPC channel closes).
+     * @default false
+     */
+    detached?: boolean | undefined;
   }
 
   /** native-cluster: options of `cluster.reload()`. */

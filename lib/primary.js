@@ -149,10 +149,13 @@ function validateListenGrace(value) {
   if (value !== undefined) lib.errors.validateInteger(value, 'options.listenGrace', 0);
 }
 
-// Our additions: readiness by the worker's own word, and the watchdog.
+// Our additions: readiness by the worker's own word, the watchdog, and
+// workers in a session of their own (out of reach of a terminal's Ctrl-C).
 function validateSupervision(options) {
-  if (options.waitReady !== undefined && typeof options.waitReady !== 'boolean') {
-    throw lib.errors.ERR_INVALID_ARG_TYPE('options.waitReady', 'boolean', options.waitReady);
+  for (const key of ['waitReady', 'detached']) {
+    if (options[key] !== undefined && typeof options[key] !== 'boolean') {
+      throw lib.errors.ERR_INVALID_ARG_TYPE(`options.${key}`, 'boolean', options[key]);
+    }
   }
   if (options.heartbeatTimeout !== undefined) {
     lib.errors.validateInteger(options.heartbeatTimeout, 'options.heartbeatTimeout', 1);
@@ -257,6 +260,7 @@ function createWorkerProcess(id, env) {
     gid: settings.gid,
     stdio,
     serialization,
+    detached: settings.detached === true,
   });
   const proc = new lib.WorkerProcess(id, file, [file, ...args], serialization);
   if (result.errno != null || result.error != null) proc._spawnFailed(result.errno || 0);

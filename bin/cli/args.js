@@ -2,6 +2,7 @@
 // The CLI's arguments: options, their defaults and checks, and the help
 // text that documents them.
 
+const net = require('node:net');
 const os = require('node:os');
 
 const DEFAULT_KILL_TIMEOUT = 5000;
@@ -9,6 +10,8 @@ const DEFAULT_LISTEN_TIMEOUT = 30000;
 const DEFAULT_LISTEN_GRACE = 5000;
 const DEFAULT_RESTART_WINDOW = 60000;
 const POLICIES = ['rr', 'none', 'reuseport', 'sticky'];
+// -i and `scale`: more would stall the machine with forks.
+const MAX_WORKERS = 1024;
 // A worker that crashes within STABLE_MS of its start counts as a repeated
 // crash of its slot; the restart delay doubles from BACKOFF_BASE up to
 // BACKOFF_MAX.
@@ -27,8 +30,8 @@ distributes the connections. In the app, cluster.isWorker is true, so an app
 written for node:cluster runs its worker branch.
 
 Options:
-  -i, --instances <N|max>   number of workers (default: max, the
-                            available parallelism: ${os.availableParallelism()} here);
+  -i, --instances <N|max>   number of workers, 1 to ${MAX_WORKERS} (default: max,
+                            the available parallelism: ${os.availableParallelism()} here);
                             0 is max too, -N all but N (at least 1)
       --policy <rr|none|reuseport|sticky>
                             rr: the primary accepts connections and hands them
@@ -55,16 +58,20 @@ Options:
       --max-memory <MB>     a worker whose RSS stays above this (two samples
                             a second apart) is replaced gracefully: the new
                             one first, then the old one drained
-      --max-restarts <n>    more than n crash restarts within
-                            --restart-window: stop every worker and exit 1
-                            with the reason (default: restart for ever)
-      --restart-window <ms> the window of --max-restarts (default ${DEFAULT_RESTART_WINDOW})
+      --max-restarts <n>    more than n restarts (crashes and --max-memory
+                            replacements) within --restart-window: stop
+                            every worker and exit 1 with the reason
+                            (default: restart for ever)
+      --restart-window <ms> the window of --max-restarts, 1 or more
+                            (default ${DEFAULT_RESTART_WINDOW})
       --name <name>         open a control socket under this name, for the
-                            status, reload, scale and stop commands
+                            status, reload, scale and stop commands; refused
+                            while a cluster of that name runs
       --metrics <[host:]port>
                             serve cluster.metrics() (Prometheus text) at
                             http://host:port/metrics (host 127.0.0.1 unless
-                            given); served by the primary's JavaScript
+                            given, an IPv6 one in brackets); served by the
+                            primary's JavaScript
       --pidfile <path>      write the primary's pid there (removed at exit)
   -h, --help                show this help
   -v, --version             print the version
@@ -77,11 +84,21 @@ Crashes:
   A worker that exits with code 0 on its own, or disconnects itself, is not
   restarted; when no worker is left, native-cluster exits with code 0.
 
+Start-up:
+  Before the first worker is forked, the --name, the --pidfile and the
+  --metrics port are claimed; when one cannot be (a cluster of that name
+  runs, the file cannot be written, the port is taken), native-cluster says
+  so in one line and exits 1, having started nothing and touched nothing
+  of another instance's. The workers are forked one per turn of the event
+  loop: a signal during a long start-up stops it.
+
 Signals (to the native-cluster process):
   SIGINT, SIGTERM  graceful stop: each worker is disconnected (it closes its
                    servers, finishes the connections in progress and exits);
                    workers still running after --kill-timeout get SIGKILL.
-                   Exits 0 when every worker left by itself, 1 otherwise.
+                   The workers run in a session of their own, so Ctrl-C in
+                   a terminal (SIGINT to the foreground process group)
+                   reaches native-cluster only, and drains them too.
                    A second signal kills the workers at once.
   SIGHUP           reload without downtime (cluster.reload()): the workers
                    are replaced one at a time, each by a new worker forked
@@ -90,6 +107,14 @@ Signals (to the native-cluster process):
                    many servers as the old one did). A new worker that
                    crashes or is not ready within --listen-timeout stops
                    the reload; the remaining old workers keep serving.
+
+Exit status:
+  0  every worker stopped gracefully (or, with none asked to stop, exited
+     with code 0 on its own)
+  1  a stop had to kill workers (requests in progress, if any, were cut), a
+     worker exited abnormally during the stop, --max-restarts gave up, or
+     the start failed; the last status line says which
+  2  a usage error (an unknown option, a bad value, no app)
 
 Commands (to a cluster started with --name; without --name, the only one
 running):
@@ -155,6 +180,8 @@ function parseArgs(argv) {
   };
   // Our options go before or after the app; the app's own arguments after
   // `--` (or, with `--` before the app, everything after the app).
+  // The last option whose value was the next argument.
+  let lastSeparate = null;
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i];
@@ -195,16 +222,24 @@ function parseArgs(argv) {
     if (value === undefined) {
       if (i + 1 >= argv.length) throw new UsageError(`option ${name} needs a value`);
       value = argv[++i];
+      lastSeparate = { name, value };
     }
     opts[key] = value;
   }
   if (opts.help || opts.version) return opts;
+  // `--pidfile app.js` with no app after it: the option took the app.
+  if (opts.app === undefined && lastSeparate) {
+    throw new UsageError(`option ${lastSeparate.name} needs a value (${JSON.stringify(lastSeparate.value)} is taken as its value, and no app is left)`);
+  }
   if (opts.app === undefined) throw new UsageError('no app given');
 
-  const cpus = os.availableParallelism();
+  const cpus = Math.min(os.availableParallelism(), MAX_WORKERS);
   if (opts.instances === 'max' || opts.instances === '0') {
     opts.instances = cpus;
   } else if (/^[1-9]\d*$/.test(opts.instances)) {
+    if (Number(opts.instances) > MAX_WORKERS) {
+      throw new UsageError(`-i/--instances takes 1 to ${MAX_WORKERS} workers, not ${JSON.stringify(opts.instances)}`);
+    }
     opts.instances = Number(opts.instances);
   } else if (/^-[1-9]\d*$/.test(opts.instances)) {
     opts.instances = Math.max(1, cpus + Number(opts.instances));
@@ -212,8 +247,9 @@ function parseArgs(argv) {
     throw new UsageError('-i/--instances takes a positive integer, max or 0 (all CPUs), or -N (all but N), ' +
       `not ${JSON.stringify(opts.instances)}`);
   }
-  if (opts.name !== undefined && !/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/.test(opts.name)) {
-    throw new UsageError(`--name takes letters, digits, '.', '_' and '-' (64 at most), not ${JSON.stringify(opts.name)}`);
+  if (opts.name !== undefined) checkName(opts.name);
+  if (opts.pidfile !== undefined && /\.(?:[cm]?[jt]s|json)$/.test(opts.pidfile)) {
+    throw new UsageError(`--pidfile takes the pidfile's path, not ${JSON.stringify(opts.pidfile)} (a script: it would be overwritten)`);
   }
   if (opts.metrics !== undefined) opts.metrics = parseListen(opts.metrics);
   if (opts.policy === undefined) {
@@ -233,16 +269,29 @@ function parseArgs(argv) {
       opts[key] = Number(opts[key]);
     }
   }
+  // A window of 0 would forget every restart at once: no limit at all.
+  if (opts.restartWindow === 0) throw new UsageError('--restart-window takes 1 ms or more, not "0"');
   return opts;
 }
 
-// --metrics [host:]port (127.0.0.1 unless a host is given).
+// --name, here and in the commands: a control socket's file name.
+function checkName(name) {
+  if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/.test(name)) {
+    throw new UsageError(`--name takes letters, digits, '.', '_' and '-' (64 at most), not ${JSON.stringify(name)}`);
+  }
+}
+
+// --metrics [host:]port: host a name, an IPv4 address or a bracketed IPv6
+// one (127.0.0.1 unless given); port 1 to 65535.
 function parseListen(value) {
-  const m = /^(?:\[?([^\]]*?)\]?:)?(\d{1,5})$/.exec(value);
-  if (!m || Number(m[2]) > 65535) throw new UsageError(`--metrics takes [host:]port, not ${JSON.stringify(value)}`);
-  return { host: m[1] || '127.0.0.1', port: Number(m[2]) };
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]:|([A-Za-z0-9.-]+):)?(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : 0;
+  if (!m || port < 1 || port > 65535 || (m[1] !== undefined && !net.isIPv6(m[1]))) {
+    throw new UsageError(`--metrics takes [host:]port (an IPv6 host in brackets), not ${JSON.stringify(value)}`);
+  }
+  return { host: m[1] ?? m[2] ?? '127.0.0.1', port };
 }
 
 module.exports = {
-  parseArgs, HELP, UsageError, STABLE_MS, BACKOFF_BASE, BACKOFF_MAX,
+  parseArgs, checkName, HELP, UsageError, STABLE_MS, BACKOFF_BASE, BACKOFF_MAX, MAX_WORKERS,
 };

@@ -3,7 +3,7 @@
 // sent over its control socket.
 
 const control = require('../../lib/control.js');
-const { UsageError } = require('./args.js');
+const { UsageError, checkName } = require('./args.js');
 
 const SUBCOMMANDS = ['status', 'reload', 'scale', 'stop'];
 
@@ -17,12 +17,15 @@ async function subcommand(argv) {
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
     if (arg === '--json') json = true;
-    else if (arg === '--name') name = rest[++i];
-    else if (arg.startsWith('--name=')) name = arg.slice(7);
+    else if (arg === '--name') {
+      if (i + 1 >= rest.length) throw new UsageError('option --name needs a value');
+      name = rest[++i];
+    } else if (arg.startsWith('--name=')) name = arg.slice(7);
     else if (cmd === 'scale' && workers === undefined && /^\d+$/.test(arg)) workers = Number(arg);
     else throw new UsageError(`${cmd}: unexpected ${JSON.stringify(arg)}`);
   }
   if (cmd === 'scale' && workers === undefined) throw new UsageError('scale needs a number of workers');
+  if (name !== undefined) checkName(name);
   if (name === undefined) {
     const found = control.names();
     if (found.length !== 1) {

@@ -1,16 +1,16 @@
 'use strict';
 // What the CLI does with a cluster once started: one slot per worker,
 // restarts with back-off and --max-restarts, the watchdog's and
-// --max-memory's replacements, SIGHUP reloads, scale, graceful stop, the
-// control socket, --metrics and --pidfile. Everything a program would want
-// itself is the library's (reload, readiness, watchdog, stats); this file
-// decides when to use it.
+// --max-memory's replacements, SIGHUP reloads, scale, graceful stop and
+// its exit status, the control socket's commands. What must hold before
+// the first fork (name, pidfile, metrics port) is preflight.js's.
+// Everything a program would want itself is the library's (reload,
+// readiness, watchdog, stats); this file decides when to use it.
 
-const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const control = require('../../lib/control.js');
-const { STABLE_MS, BACKOFF_BASE, BACKOFF_MAX } = require('./args.js');
+const { claim } = require('./preflight.js');
+const { STABLE_MS, BACKOFF_BASE, BACKOFF_MAX, MAX_WORKERS } = require('./args.js');
 
 function log(message) {
   process.stderr.write(`[native-cluster] ${message}\n`);
@@ -22,6 +22,9 @@ function run(cluster, app, opts) {
     exec: app,
     args: opts.args,
     listenGrace: opts.listenGrace,
+    // The workers out of the terminal's foreground process group: Ctrl-C's
+    // SIGINT reaches this process only, which drains them as on SIGTERM.
+    detached: true,
     ...(opts.unresponsiveTimeout > 0 ? { heartbeatTimeout: opts.unresponsiveTimeout } : {}),
   });
 
@@ -29,13 +32,21 @@ function run(cluster, app, opts) {
   const slots = [];
   // Every worker not yet exited, with what we know about it.
   const live = new Map();
+  let starting = true;
   let stopping = false;
-  let forced = false;
+  // Why the stop exits 1 although every worker left by itself.
+  let gaveUp = null;
+  // How the stop went: workers killed (and why), workers that exited
+  // without being drained (a crash or a signal of their own).
+  let killed = 0;
+  let killedWhy = '';
+  let unclean = 0;
   let killTimer = null;
   let reloading = false;
   let reloadAgain = false;
   let announced = false;
-  // Crash restarts within the last --restart-window ms (for --max-restarts).
+  // Restarts (crashes, --max-memory replacements) within the last
+  // --restart-window ms, for --max-restarts.
   const restarts = [];
 
   const name = (w) => `worker ${w.id} (pid ${w.process.pid})`;
@@ -55,11 +66,14 @@ function run(cluster, app, opts) {
   cluster.on('fork', (worker) => {
     if (!live.has(worker)) live.set(worker, { slot: null, listening: 0, startedAt: Date.now(), overMemory: 0 });
     const info = live.get(worker);
-    worker.on('online', () => {
-      if (info.slot) info.slot.online = true;
-      if (!announced && slots.every((s) => s.online)) {
+    // Ready: listening (online alone says nothing: an app that throws at
+    // start is online first).
+    worker.on('ready', () => {
+      info.ready = true;
+      if (announced || starting || stopping) return;
+      if (slots.every((s) => s.worker && !s.worker.isDead() && live.get(s.worker)?.ready)) {
         announced = true;
-        log(`all ${slots.length} worker${slots.length === 1 ? '' : 's'} online`);
+        log(slots.length === 1 ? 'the worker is ready' : `all ${slots.length} workers ready`);
       }
     });
     worker.on('listening', (address) => {
@@ -85,6 +99,8 @@ function run(cluster, app, opts) {
   // first, then it is drained), then the slot follows.
   function replaceGracefully(slot, old, why) {
     if (stopping || reloading || slot.replacing) return;
+    // A limit below the app's own baseline would replace it for ever.
+    if (overMaxRestarts(old, why)) return;
     slot.replacing = true;
     log(`${name(old)} ${why}; replacing it`);
     cluster.reload({ workers: [old], readyTimeout: opts.listenTimeout, killTimeout: opts.killTimeout })
@@ -133,6 +149,12 @@ function run(cluster, app, opts) {
     live.delete(worker);
     if (!info) return;
     if (stopping) {
+      if (info.killed && signal === 'SIGKILL') {
+        killed++;
+      } else if (code !== 0 || signal) {
+        unclean++;
+        log(`${name(worker)} exited (${describeExit(code, signal)}) while stopping`);
+      }
       finishIfDone();
       return;
     }
@@ -151,17 +173,8 @@ function run(cluster, app, opts) {
       finishIfDone();
       return;
     }
+    if (overMaxRestarts(worker, `crashed (${describeExit(code, signal)})`)) return;
     const now = Date.now();
-    restarts.push(now);
-    while (restarts.length > 0 && restarts[0] <= now - opts.restartWindow) restarts.shift();
-    if (opts.maxRestarts !== undefined && restarts.length > opts.maxRestarts) {
-      log(`${name(worker)} crashed (${describeExit(code, signal)}): ${restarts.length} crashes within ` +
-        `${opts.restartWindow} ms, over --max-restarts ${opts.maxRestarts}; stopping`);
-      // A graceful stop that exits non-zero.
-      forced = true;
-      stop('giving up');
-      return;
-    }
     slot.crashes = now - info.startedAt < STABLE_MS ? slot.crashes + 1 : 1;
     const delay = slot.crashes <= 1 ? 0 : Math.min(BACKOFF_BASE * 2 ** (slot.crashes - 2), BACKOFF_MAX);
     log(`${name(worker)} crashed (${describeExit(code, signal)}); ` +
@@ -169,23 +182,45 @@ function run(cluster, app, opts) {
     slot.timer = setTimeout(() => fork(slot), delay);
   });
 
+  // Counts a restart of `worker`'s slot; more than --max-restarts within
+  // --restart-window: a graceful stop that exits 1, and true.
+  function overMaxRestarts(worker, what) {
+    const now = Date.now();
+    restarts.push(now);
+    while (restarts.length > 0 && restarts[0] <= now - opts.restartWindow) restarts.shift();
+    if (opts.maxRestarts === undefined || restarts.length <= opts.maxRestarts) return false;
+    log(`${name(worker)} ${what}: ${restarts.length} restarts within ` +
+      `${opts.restartWindow} ms, over --max-restarts ${opts.maxRestarts}; stopping`);
+    gaveUp = 'too many restarts';
+    stop('giving up');
+    return true;
+  }
+
   // Without workers or pending restarts, and no reload under way: done.
+  // A stop exits 0 only when every worker left gracefully: a killed one
+  // had its requests in progress cut.
   function finishIfDone() {
     if (stopping) {
       if (live.size > 0) return;
       clearTimeout(killTimer);
-      log(forced ? 'all workers gone (some killed); exiting' : 'all workers stopped; exiting');
-      process.exit(forced ? 1 : 0);
+      const cut = [];
+      if (killed > 0) cut.push(`${killed} killed ${killedWhy} (requests in progress, if any, were cut)`);
+      if (unclean > 0) cut.push(`${unclean} exited abnormally`);
+      const code = cut.length > 0 || gaveUp ? 1 : 0;
+      log(`all workers ${cut.length > 0 ? `gone: ${cut.join('; ')}` : 'stopped'}; exiting` +
+        (code ? ` with code 1${gaveUp ? ` (${gaveUp})` : ''}` : ''));
+      process.exit(code);
     }
-    if (live.size > 0 || reloading || slots.some((s) => s.timer)) return;
+    if (live.size > 0 || starting || reloading || slots.some((s) => s.timer)) return;
     log('no workers left; exiting');
     process.exit(0);
   }
 
-  function killAll() {
-    for (const worker of live.keys()) {
+  function killAll(why) {
+    for (const [worker, info] of live) {
       if (worker.isDead()) continue;
-      forced = true;
+      info.killed = true;
+      killedWhy = why;
       log(`${name(worker)} still running; SIGKILL`);
       worker.process.kill('SIGKILL');
     }
@@ -194,7 +229,7 @@ function run(cluster, app, opts) {
   function stop(signal) {
     if (stopping) {
       log(`${signal} again: killing the workers now`);
-      killAll();
+      killAll(`on a second ${signal}`);
       return;
     }
     stopping = true;
@@ -203,7 +238,7 @@ function run(cluster, app, opts) {
     for (const worker of live.keys()) {
       if (worker.isConnected()) worker.disconnect();
     }
-    killTimer = setTimeout(killAll, opts.killTimeout);
+    killTimer = setTimeout(killAll, opts.killTimeout, `after --kill-timeout ${opts.killTimeout} ms`);
     finishIfDone();
   }
 
@@ -260,10 +295,12 @@ function run(cluster, app, opts) {
   // `scale n`: new slots get a worker each; the highest slots beyond n are
   // drained and dropped.
   function scale(n) {
-    if (!Number.isInteger(n) || n < 1 || n > 1024) throw new Error(`scale takes 1 to 1024 workers, not ${n}`);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) {
+      throw new Error(`scale takes 1 to ${MAX_WORKERS} workers, not ${JSON.stringify(n)}`);
+    }
     if (stopping) throw new Error('stopping');
     while (slots.length < n) {
-      const slot = { worker: null, crashes: 0, timer: null, online: true };
+      const slot = { worker: null, crashes: 0, timer: null };
       slots.push(slot);
       fork(slot);
     }
@@ -300,39 +337,18 @@ function run(cluster, app, opts) {
     };
   }
 
-  if (opts.name !== undefined) {
-    control.serve(opts.name, async (req) => {
-      switch (req.cmd) {
-        case 'status': return status();
-        case 'reload': {
-          const outcome = await reload('control: reload');
-          if (outcome.error) throw new Error(outcome.error);
-          return { replaced: outcome.replaced };
-        }
-        case 'scale': return scale(req.workers);
-        case 'stop': setImmediate(() => stop('control: stop')); return { stopping: true };
-        default: throw new Error(`unknown command ${JSON.stringify(req.cmd)}`);
+  async function command(req) {
+    switch (req.cmd) {
+      case 'status': return status();
+      case 'reload': {
+        const outcome = await reload('control: reload');
+        if (outcome.error) throw new Error(outcome.error);
+        return { replaced: outcome.replaced };
       }
-    }).then((c) => log(`control socket ${c.file}`), (err) => {
-      log(`cannot open the control socket: ${err.message}`);
-      process.exit(1);
-    });
-  }
-  if (opts.pidfile !== undefined) {
-    fs.writeFileSync(opts.pidfile, `${process.pid}\n`);
-    process.once('exit', () => fs.rmSync(opts.pidfile, { force: true }));
-  }
-  if (opts.metrics !== undefined) {
-    const { host, port } = opts.metrics;
-    require('node:http').createServer((req, res) => {
-      if (req.method !== 'GET' || req.url.split('?')[0] !== '/metrics') {
-        res.writeHead(404).end('not found\n');
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(cluster.metrics());
-    }).listen(port, host, () => log(`metrics at http://${host.includes(':') ? `[${host}]` : host}:${port}/metrics`))
-      .on('error', (err) => log(`metrics: ${err.message}`))
-      .unref();
+      case 'scale': return scale(req.workers);
+      case 'stop': setImmediate(() => stop('control: stop')); return { stopping: true };
+      default: throw new Error(`unknown command ${JSON.stringify(req.cmd)}`);
+    }
   }
 
   // Stop with the process that started us (npx does not forward SIGTERM).
@@ -351,12 +367,33 @@ function run(cluster, app, opts) {
     reload('SIGHUP').catch((err) => log(`reload failed: ${err.stack || err}`));
   });
 
-  log(`primary ${process.pid}: starting ${opts.instances} worker${opts.instances === 1 ? '' : 's'} ` +
-    `of ${path.relative(process.cwd(), app) || app} (policy ${opts.policy})`);
-  for (let i = 0; i < opts.instances; i++) {
-    slots.push({ worker: null, crashes: 0, timer: null, online: false });
+  // One fork per turn of the event loop: a signal during a long start-up
+  // is handled between two forks, and stops the start-up.
+  function startWorkers() {
+    log(`primary ${process.pid}: starting ${opts.instances} worker${opts.instances === 1 ? '' : 's'} ` +
+      `of ${path.relative(process.cwd(), app) || app} (policy ${opts.policy})`);
+    for (let i = 0; i < opts.instances; i++) slots.push({ worker: null, crashes: 0, timer: null });
+    let next = 0;
+    const forkNext = () => {
+      if (stopping) return;
+      while (next < slots.length && (slots[next].worker || slots[next].timer)) next++;
+      if (next < slots.length) {
+        fork(slots[next++]);
+        setImmediate(forkNext);
+        return;
+      }
+      starting = false;
+      finishIfDone();
+    };
+    forkNext();
   }
-  for (const slot of slots) fork(slot);
+
+  claim(opts, { handle: command, metrics: () => cluster.metrics(), log }).then(() => {
+    if (!stopping) startWorkers();
+  }, (err) => {
+    log(err.message);
+    process.exit(1);
+  });
 }
 
 function formatAddress(a) {

@@ -308,6 +308,8 @@ pub struct SpawnOptions {
     /// Per slot: `inherit`, `ignore`, `pipe`, `ipc` or a descriptor number.
     pub stdio: Vec<String>,
     pub serialization: String,
+    /// A session and process group of its own (`setsid`).
+    pub detached: Option<bool>,
 }
 
 #[napi(object)]
@@ -359,6 +361,7 @@ pub fn spawn(opts: SpawnOptions) -> Result<SpawnResult> {
         uid: opts.uid,
         gid: opts.gid,
         stdio: opts.stdio.iter().map(|s| slot(s)).collect::<Result<_>>()?,
+        detached: opts.detached.unwrap_or(false),
     };
     with_primary(|s| match s.primary.launch(opts.id, spec, serialization) {
         Ok(pipes) => Ok(SpawnResult {

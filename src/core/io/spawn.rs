@@ -38,6 +38,10 @@ pub struct SpawnSpec {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub stdio: Vec<StdioSlot>,
+    /// A new session and process group (`setsid`), as Node's `detached`:
+    /// signals a terminal sends to the parent's foreground process group
+    /// (Ctrl-C's SIGINT) do not reach the child.
+    pub detached: bool,
 }
 
 #[derive(Debug)]
@@ -216,10 +220,11 @@ fn spawn_fast(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, SpawnEr
     // glibc's SIGRTMAX() is a function call that is not on the
     // async-signal-safe list, so it is asked here, before forking.
     let sigrtmax = libc::SIGRTMAX();
+    let detached = spec.detached;
 
     // SAFETY: fork itself is a plain syscall. In the child only
-    // async-signal-safe calls run (sigaction, sigprocmask, sched_setattr,
-    // dup2, close, chdir, execve, _exit) on data prepared above, with no
+    // async-signal-safe calls run (sigaction, sigprocmask, setsid,
+    // sched_setattr, dup2, close, chdir, execve, _exit) on data prepared above, with no
     // allocation, so locks held by other threads of the parent at fork
     // time cannot bite.
     unsafe {
@@ -242,6 +247,9 @@ fn spawn_fast(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, SpawnEr
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        if detached && libc::setsid() < 0 {
+            libc::_exit(127);
+        }
         // Not the I/O thread's short time slice: the kernel's default.
         let _ = sys::request_slice(Duration::ZERO);
         for (i, (_, src)) in moves.iter().enumerate() {
@@ -281,11 +289,15 @@ fn spawn_forked(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, Spawn
     }
     let moves = moves.to_vec();
     let base = lift_base(&moves);
+    let detached = spec.detached;
     // SAFETY: the closure runs in the forked child before exec and only
-    // calls async-signal-safe sched_setattr/dup2/close; it allocates
-    // nothing.
+    // calls async-signal-safe setsid/sched_setattr/dup2/close; it
+    // allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
+            if detached && libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
             let _ = sys::request_slice(Duration::ZERO);
             for (i, (_, src)) in moves.iter().enumerate() {
                 if libc::dup2(*src, base + i as RawFd) < 0 {
@@ -320,6 +332,7 @@ mod tests {
             uid: None,
             gid: None,
             stdio,
+            detached: false,
         }
     }
 
@@ -373,6 +386,38 @@ mod tests {
         let prepared = prepare(&s).expect("prepare");
         let err = launch(&s, prepared.child).expect_err("must fail");
         assert_eq!(err.errno(), Some(libc::ENOENT));
+    }
+
+    /// The child's process group and session, as `pgrp sid`.
+    fn group_and_session(detached: bool) -> (i32, String) {
+        let mut s = spec(
+            "read -r _ _ _ _ pgrp sid _ < /proc/$$/stat; echo $pgrp $sid",
+            vec![
+                StdioSlot::Ignore,
+                StdioSlot::Pipe,
+                StdioSlot::Ignore,
+                StdioSlot::Ipc,
+            ],
+        );
+        s.detached = detached;
+        let mut child = prepare(&s).expect("prepare");
+        let launched = launch(&s, child.child).expect("launch");
+        assert_eq!(wait(launched.pid), sys::ExitStatus::Code(0));
+        let mut out = String::new();
+        let stdout = child.pipes[1].take().expect("stdout pipe");
+        File::from(stdout).read_to_string(&mut out).expect("read");
+        (launched.pid, out.trim().to_string())
+    }
+
+    #[test]
+    fn detached_starts_a_session_of_its_own() {
+        let (pid, ids) = group_and_session(true);
+        assert_eq!(ids, format!("{pid} {pid}"));
+        // SAFETY: plain syscalls without arguments to check.
+        let ours = unsafe { format!("{} {}", libc::getpgrp(), libc::getsid(0)) };
+        let (pid, ids) = group_and_session(false);
+        assert_ne!(ids, format!("{pid} {pid}"));
+        assert_eq!(ids, ours);
     }
 
     #[test]
