@@ -28,6 +28,7 @@ function appDir() {
   return dir;
 }
 
+const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 const touch = (dir, file, text = `// ${Date.now()} ${Math.random()}\n`) => fs.writeFileSync(path.join(dir, file), text);
 
 // The fixture primary; `next(kind)` resolves with the next event of that kind
@@ -89,7 +90,8 @@ const servingPids = async (port, n = 20) => {
   for (let i = 0; i < n; i++) {
     const r = await request(port, { timeout: 5000 });
     assert.equal(r.status, 200, JSON.stringify(r));
-    pids.add(Number(r.body));
+    // The fixture primary's workers answer their pid, the CLI's app JSON.
+    pids.add(r.body.startsWith('{') ? JSON.parse(r.body).pid : Number(r.body));
   }
   return [...pids].sort();
 };
@@ -276,4 +278,122 @@ test('watch(): argument checks; a path that does not exist fails as fs.watch doe
     message: 'The "options.ignore" property must be one of type string or function or an instance of RegExp or Array. Received type number (3)',
   });
   assert.throws(() => cluster.watch('.', { reload: 'yes' }), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+// The CLI, started in `cwd`; `waitFor(re, n)` resolves once its stderr
+// matched re n times.
+const cli = path.join(fixture('..'), '..', 'bin', 'native-cluster.js');
+function startCli(args, cwd, env = {}) {
+  const child = spawn(process.execPath, [cli, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const r = { child, err: '' };
+  const waiters = [];
+  const check = () => {
+    for (const w of [...waiters]) {
+      if ((r.err.match(w.re) || []).length >= w.count) {
+        waiters.splice(waiters.indexOf(w), 1);
+        clearTimeout(w.timer);
+        w.resolve();
+      }
+    }
+  };
+  child.stdout.resume();
+  child.stderr.on('data', (d) => { r.err += d; check(); });
+  r.exit = new Promise((resolve) => child.on('exit', (code, signal) => {
+    for (const w of waiters) w.reject(new Error(`CLI exited (${code ?? signal}) before ${w.re}:\n${r.err}`));
+    resolve({ code, signal });
+  }));
+  r.waitFor = (re, count = 1, timeout = 20000) => new Promise((resolve, reject) => {
+    const w = { re: new RegExp(re.source, 'g'), count, resolve, reject };
+    w.timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} x${count}:\n${r.err}`)), timeout);
+    waiters.push(w);
+    check();
+  });
+  r.pids = () => [...new Set([...r.err.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1])))];
+  r.cleanup = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await r.exit;
+    }
+    for (const pid of r.pids()) try { process.kill(pid, 'SIGKILL'); } catch {}
+  };
+  return r;
+}
+
+test('CLI -i 2 --watch app.js: two changes, two rolling reloads, every worker replaced, 0 failed requests', async (t) => {
+  const dir = appDir();
+  fs.copyFileSync(fixture('cli/server.js'), path.join(dir, 'app.js'));
+  const port = await freePort();
+  // `--watch` right before the app: the app is still the app.
+  const r = startCli(['-i', '2', '--watch', 'app.js'], dir, { PORT: String(port) });
+  let load;
+  try {
+    await r.waitFor(/watching \. \(\.git and node_modules ignored\)/);
+    await r.waitFor(/listening on/, 2);
+    const first = r.pids();
+    // Four loops of `Connection: close` requests from another process.
+    load = spawn(process.execPath, [fixture('reliability/load.mjs'), String(port), '4'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    load.stdout.on('data', (d) => { out += d; });
+    await sleep(300);
+    touch(dir, 'src/a.js');
+    await r.waitFor(/src\/a\.js changed: replacing 2 workers one at a time/);
+    await r.waitFor(/reload done: 2 workers replaced/);
+    touch(dir, 'src/deep/c.js');
+    touch(dir, 'node_modules/dep/lib/index.js');
+    await r.waitFor(/src\/deep\/c\.js changed: replacing 2 workers one at a time/);
+    await r.waitFor(/reload done: 2 workers replaced/, 2);
+    await sleep(300);
+    load.stdin.end();
+    await new Promise((resolve) => load.on('close', resolve));
+    const result = JSON.parse(out);
+    t.diagnostic(`${result.ok} requests ok during two reloads; slowest ${result.maxMs} ms`);
+    assert.deepEqual(result.failed, []);
+    assert.ok(result.ok > 50, JSON.stringify(result));
+    assert.equal((r.err.match(/changed: replacing/g) || []).length, 2, r.err);
+    assert.doesNotMatch(r.err, /node_modules\/dep/);
+    // Every worker replaced twice: the first ones are gone, the second
+    // reload's serve.
+    const replacements = [...r.err.matchAll(/\(pid (\d+)\) replaces worker/g)].map((m) => Number(m[1]));
+    assert.equal(replacements.length, 4, r.err);
+    const current = replacements.slice(2);
+    for (const pid of first) assert.ok(!alive(pid), `${pid} still runs`);
+    for (const pid of await servingPids(port)) assert.ok(current.includes(pid), `${pid} serves; not in ${current}`);
+    r.child.kill('SIGTERM');
+    assert.equal((await r.exit).code, 0, r.err);
+  } finally {
+    if (load && load.exitCode === null) load.kill('SIGKILL');
+    await r.cleanup();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('CLI --watch=paths: comma-separated, relative to the current directory; a missing one fails before any worker starts', async () => {
+  const dir = appDir();
+  fs.copyFileSync(fixture('cli/server.js'), path.join(dir, 'app.js'));
+  const port = await freePort();
+  try {
+    const missing = startCli(['-i', '1', '--watch=src,nope', 'app.js'], dir, { PORT: String(port) });
+    assert.equal((await missing.exit).code, 1);
+    assert.equal(missing.err, '[native-cluster] --watch: cannot watch nope: no such file or directory\n');
+    const empty = startCli(['--watch=src,', 'app.js'], dir, { PORT: String(port) });
+    assert.equal((await empty.exit).code, 2);
+    assert.match(empty.err, /^native-cluster: --watch= takes comma-separated paths, not "src,"\n/);
+
+    // Only src/deep and app.js: a change in src/b.js is not watched.
+    const r = startCli(['-i', '1', 'app.js', '--watch=src/deep,app.js'], dir, { PORT: String(port) });
+    try {
+      await r.waitFor(/watching src\/deep, app\.js/);
+      await r.waitFor(/listening on/);
+      touch(dir, 'src/b.js');
+      await sleep(600);
+      touch(dir, 'app.js', fs.readFileSync(path.join(dir, 'app.js'), 'utf8'));
+      await r.waitFor(/reload done: 1 worker replaced/);
+      assert.match(r.err, /\] app\.js changed: replacing 1 worker one at a time/);
+      assert.doesNotMatch(r.err, /b\.js/);
+    } finally {
+      await r.cleanup();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
