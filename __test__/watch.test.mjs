@@ -202,9 +202,10 @@ function recorder() {
   return r;
 }
 
-test('watch(): options.ignore (globs, RegExp, function), a watched file saved by rename, reload errors, close()', async () => {
+test('watch(): options.ignore (globs, RegExp, function), a watched file saved by rename, reload errors, close()', async (t) => {
   const cluster = require('../');
   const dir = appDir();
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const rel = (f) => path.join(dir, f).split(path.sep).join('/');
   fs.mkdirSync(path.join(dir, 'src/gen'));
   const r = recorder();
@@ -254,7 +255,6 @@ test('watch(): options.ignore (globs, RegExp, function), a watched file saved by
     assert.deepEqual(await one.next(), [rel('src/a.js')]);
   } finally {
     single.close();
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 
