@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fixture } from './helpers.mjs';
+import { fixture, here } from './helpers.mjs';
 import { freePort, request, sleep } from './fixtures/reliability/util.mjs';
 
 const require = createRequire(import.meta.url);
@@ -282,7 +282,7 @@ test('watch(): argument checks; a path that does not exist fails as fs.watch doe
 
 // The CLI, started in `cwd`; `waitFor(re, n)` resolves once its stderr
 // matched re n times.
-const cli = path.join(fixture('..'), '..', 'bin', 'native-cluster.js');
+const cli = path.join(here, '..', 'bin', 'native-cluster.js');
 function startCli(args, cwd, env = {}) {
   const child = spawn(process.execPath, [cli, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const r = { child, err: '' };
