@@ -249,6 +249,55 @@ declare namespace cluster {
     ms: number;
   }
 
+  /**
+   * native-cluster: what `options.ignore` of `cluster.watch()` takes: a glob
+   * (`*`, `?`, `**`; without a `/` it matches a name at any depth), a RegExp
+   * tested against the path relative to the watched directory
+   * (`/`-separated), or a function of that path returning true to ignore it.
+   */
+  type WatchIgnore = string | RegExp | ((path: string) => boolean);
+
+  /** native-cluster: options of `cluster.watch()`. */
+  interface WatchOptions {
+    /** Milliseconds without a change before the reload starts. @default 200 */
+    debounce?: number | undefined;
+    /** Ignored besides `.git` and `node_modules` (always ignored). */
+    ignore?: WatchIgnore | readonly WatchIgnore[] | undefined;
+    /** Called instead of `cluster.reload()`, with the changed files. @default () => cluster.reload() */
+    reload?: ((files: string[]) => unknown) | undefined;
+  }
+
+  /**
+   * native-cluster: what `cluster.watch()` returns. It keeps the process
+   * alive until `close()`.
+   */
+  interface Watcher extends EventEmitter {
+    /** Stops watching; a reload under way finishes. */
+    close(): void;
+    addListener(event: string, listener: (...args: any[]) => void): this;
+    addListener(event: 'change', listener: (files: string[]) => void): this;
+    addListener(event: 'reload', listener: (result: ReloadResult) => void): this;
+    addListener(event: 'reloadError', listener: (err: ReloadError) => void): this;
+    addListener(event: 'error', listener: (err: Error) => void): this;
+    addListener(event: 'close', listener: () => void): this;
+    on(event: string, listener: (...args: any[]) => void): this;
+    /** A reload starts: the files (absolute paths) changed since the last one. */
+    on(event: 'change', listener: (files: string[]) => void): this;
+    /** The reload ended: its result (or what `options.reload` resolved with). */
+    on(event: 'reload', listener: (result: ReloadResult) => void): this;
+    /** The reload failed; the workers not replaced keep serving. */
+    on(event: 'reloadError', listener: (err: ReloadError) => void): this;
+    /** A watched path can no longer be watched. */
+    on(event: 'error', listener: (err: Error) => void): this;
+    on(event: 'close', listener: () => void): this;
+    once(event: string, listener: (...args: any[]) => void): this;
+    once(event: 'change', listener: (files: string[]) => void): this;
+    once(event: 'reload', listener: (result: ReloadResult) => void): this;
+    once(event: 'reloadError', listener: (err: ReloadError) => void): this;
+    once(event: 'error', listener: (err: Error) => void): this;
+    once(event: 'close', listener: () => void): this;
+  }
+
   interface Address {
     address: string;
     port: number;
@@ -296,6 +345,13 @@ declare namespace cluster {
      * time; the workers not yet replaced keep serving.
      */
     reload(options?: ReloadOptions): Promise<ReloadResult>;
+    /**
+     * native-cluster, for development: `reload()` once no file under `paths`
+     * (files or directories) has changed for `debounce` ms; changes during a
+     * reload make one more after it. `.git` and `node_modules` are ignored.
+     * Throws as `fs.watch()` does for a path that does not exist.
+     */
+    watch(paths: string | readonly string[], options?: WatchOptions): Watcher;
     /**
      * native-cluster: the primary and every live worker — connections and
      * messages counted by the core, CPU and memory from /proc, heartbeat

@@ -32,5 +32,5 @@ module.exports = nodeCluster.isWorker ? nodeCluster : primary();
 // for `require('native-cluster')`, in the primary and in every worker.
 0 && (module.exports = {
   SCHED_NONE, SCHED_RR, SCHED_REUSEPORT, SCHED_STICKY, Worker, disconnect, fork, isMaster, isPrimary,
-  isWorker, metrics, reload, schedulingPolicy, settings, stats, setupMaster, setupPrimary, worker, workers,
+  isWorker, metrics, reload, schedulingPolicy, settings, stats, setupMaster, setupPrimary, watch, worker, workers,
 });

@@ -20,6 +20,7 @@ const lib = lazy({
   readiness: './readiness.js',
   watchdog: './watchdog.js',
   reload: './reload.js',
+  watching: './watch.js',
   statistics: './stats.js',
   roundRobin: './round_robin_listen.js',
 });
@@ -337,6 +338,11 @@ let reloader = null;
 cluster.reload = function reload(options) {
   if (reloader === null) reloader = lib.reload.createReload(cluster, forkWorker);
   return reloader(options);
+};
+
+// For development: a rolling reload when a file under `paths` changes.
+cluster.watch = function watch(paths, options) {
+  return lib.watching.watch(cluster, paths, options);
 };
 
 // Our additions: the primary's and every live worker's figures, as an

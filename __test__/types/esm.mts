@@ -1,8 +1,8 @@
 // ES module usage (module: nodenext): default, named and namespace imports.
 import cluster from 'native-cluster';
 import { fork, isPrimary, isWorker, setupPrimary, workers, worker, SCHED_RR, SCHED_NONE, SCHED_REUSEPORT, SCHED_STICKY, Worker } from 'native-cluster';
-import type { Address, Cluster, ClusterSettings, ClusterStats, ReloadError, ReloadResult, WorkerStats } from 'native-cluster';
-import { reload } from 'native-cluster';
+import type { Address, Cluster, ClusterSettings, ClusterStats, ReloadError, ReloadResult, Watcher, WorkerStats } from 'native-cluster';
+import { reload, watch } from 'native-cluster';
 import * as ns from 'native-cluster';
 import 'native-cluster/register';
 import http from 'node:http';
@@ -47,6 +47,9 @@ if (isPrimary && cluster.isPrimary && !isWorker) {
     .then((r: ReloadResult) => r.replaced.map((x) => [x.old, x.new, x.oldPid, x.newPid, r.ms]))
     .catch((err: ReloadError) => void [err.code, err.replaced.length]);
   void reload();
+  const watcher: Watcher = cluster.watch(['src', 'app.js'], { debounce: 100, ignore: ['*.log', /^tmp\//, (p) => p.endsWith('~')] });
+  watcher.on('change', (files: string[]) => void files.length).on('reloadError', (err: ReloadError) => void err.code);
+  watch('.', { reload: async (files) => files.length }).close();
   const st: ClusterStats = cluster.stats();
   const perWorker: number[] = st.workers.map((ws: WorkerStats) => ws.connections.accepted + (ws.heartbeat?.eventLoopDelay.p99 ?? 0));
   const text: string = cluster.metrics();
@@ -70,6 +73,8 @@ cluster.setupPrimary({ execPath: '/bin/node' });
 cluster.setupPrimary({ waitReady: 'yes' });
 // @ts-expect-error no such reload option
 void cluster.reload({ parallel: 2 });
+// @ts-expect-error no such watch option
+void cluster.watch('src', { recursive: true });
 // @ts-expect-error no such export
 import { spawn } from 'native-cluster';
 void [notAString, spawn];

@@ -73,6 +73,11 @@ Options:
                             given, an IPv6 one in brackets); served by the
                             primary's JavaScript
       --pidfile <path>      write the primary's pid there (removed at exit)
+      --watch[=<paths>]     for development: reload (as SIGHUP) when a file
+                            under the app's directory, or under the
+                            comma-separated paths, changes (once none has
+                            for 200 ms); .git and node_modules are ignored.
+                            Paths only after '=': \`--watch app.js\` runs app.js
   -h, --help                show this help
   -v, --version             print the version
 
@@ -202,6 +207,13 @@ function parseArgs(argv) {
     if (!arg.startsWith('-') || arg === '-') {
       if (opts.app === undefined) opts.app = arg;
       else opts.args.push(arg);
+      continue;
+    }
+    // --watch: paths only after '=', so that `--watch app.js` runs app.js.
+    if (arg === '--watch' || arg.startsWith('--watch=')) {
+      const paths = arg === '--watch' ? [] : arg.slice('--watch='.length).split(',');
+      if (paths.includes('')) throw new UsageError(`--watch= takes comma-separated paths, not ${JSON.stringify(arg.slice(8))}`);
+      opts.watch = [...(opts.watch || []), ...paths];
       continue;
     }
     let name = arg;

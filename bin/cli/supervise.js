@@ -11,6 +11,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { claim } = require('./preflight.js');
 const { STABLE_MS, BACKOFF_BASE, BACKOFF_MAX, MAX_WORKERS } = require('./args.js');
+const { watchFiles } = require('./watch.js');
 
 function log(message) {
   process.stderr.write(`[native-cluster] ${message}\n`);
@@ -27,6 +28,7 @@ function run(cluster, app, opts) {
     detached: true,
     ...(opts.unresponsiveTimeout > 0 ? { heartbeatTimeout: opts.unresponsiveTimeout } : {}),
   });
+  if (opts.watch !== undefined) watchFiles(cluster, app, opts.watch, reload, log);
 
   // One slot per requested worker: its current worker, and its crash record.
   const slots = [];
