@@ -314,6 +314,9 @@ test('restarts count the slot\'s new workers: crash restarts and replacements, n
     assert.deepEqual(await restarts(), [2]);
     const table = await command(['status', '--name', 'api'], env);
     assert.match(table.stdout, /^api: control_app\.js, primary \d+ \(policy rr\), 1 worker\n/);
+    const help = await command(['status', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout.replace(/\s+/g, ' '), /restarts: how many times the slot got a new worker \(crash restarts, reloads,.*not a reload's new worker that failed\)/);
   } finally {
     await r.cleanup();
   }

@@ -97,7 +97,7 @@ function metrics(s, prefix = 'native_cluster') {
   family('worker_up', 'gauge', '1 while the worker is ready and responsive, else 0.',
     per((w) => (w.ready && !w.unresponsive ? 1 : 0)));
   family('worker_uptime_seconds', 'gauge', 'Seconds since the worker was forked.', per((w) => w.uptime / 1000));
-  family('worker_restarts_total', 'counter', 'Times the worker\'s slot got a new worker (restarts and reloads).',
+  family('worker_restarts_total', 'counter', 'Times the worker\'s slot got a new worker: crash restarts and replacements (reload, watchdog).',
     per((w) => w.restarts));
   family('worker_connections_total', 'counter', 'Connections the worker accepted: handed to it by the primary, ' +
     'or (policies none and reuseport) taken from its listening socket, as it last reported.',

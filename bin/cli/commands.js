@@ -3,7 +3,7 @@
 // sent over its control socket.
 
 const control = require('../../lib/control.js');
-const { UsageError } = require('./args.js');
+const { UsageError, HELP } = require('./args.js');
 
 const SUBCOMMANDS = ['status', 'reload', 'scale', 'stop'];
 // `stop` waits for the primary to exit: its --kill-timeout (the cluster
@@ -23,6 +23,10 @@ async function subcommand(argv) {
   let workers;
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
+    if (arg === '-h' || arg === '--help') {
+      process.stdout.write(HELP);
+      return 0;
+    }
     if (arg === '--json') json = true;
     else if (arg === '--name') name = rest[++i];
     else if (arg.startsWith('--name=')) name = arg.slice(7);
