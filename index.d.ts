@@ -199,12 +199,17 @@ declare namespace cluster {
     /** NODE_APP_INSTANCE. */
     slot: number | null;
     uptime: number;
-    /** Times its slot got a new worker (restarts and reloads). */
+    /** Times its slot got a new worker after its first: crash restarts and replacements (reload, watchdog); a reload's new worker that failed does not count. */
     restarts: number;
     ready: boolean;
     unresponsive: boolean;
-    /** Connections the primary handed to it: accepted, and not yet answered. */
-    connections: { accepted: number; inFlight: number };
+    /**
+     * Connections it accepted (handed to it by the primary, or, under
+     * SCHED_NONE and SCHED_REUSEPORT, from its own listening socket, as it
+     * last reported), and those the primary handed to it not yet answered
+     * (null under SCHED_NONE and SCHED_REUSEPORT: not known).
+     */
+    connections: { accepted: number; inFlight: number | null };
     /** Messages from it (`received`) and to it (`sent`). */
     messages: { received: number; sent: number };
     /** CPU time from /proc; null once it is gone. */

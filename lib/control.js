@@ -3,7 +3,9 @@
 // directory of mode 0700) where another shell of the same user asks for
 // status, reload, scale or stop. One JSON request line, one JSON reply
 // line. A peer of another user is refused (SO_PEERCRED), a malformed
-// request gets an error reply; neither disturbs the cluster.
+// request gets an error reply; neither disturbs the cluster. A socket file
+// nobody answers on (its cluster was killed) is stale: discovery and a
+// new cluster of that name remove it.
 
 const fs = require('node:fs');
 const net = require('node:net');
@@ -13,6 +15,9 @@ const native = require('./native.js');
 
 const MAX_REQUEST = 64 * 1024;
 const REQUEST_TIMEOUT_MS = 5000;
+// sizeof(sockaddr_un.sun_path), the terminating NUL included: a longer
+// path would be truncated by bind() (a socket file of another name).
+const SUN_PATH = process.platform === 'linux' ? 108 : 104;
 
 // $XDG_RUNTIME_DIR/native-cluster, else <tmpdir>/native-cluster-<uid>.
 function directory(env = process.env) {
@@ -24,7 +29,14 @@ function socketPath(name, env) {
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(name) || name.startsWith('.')) {
     throw new Error(`invalid name ${JSON.stringify(name)}: letters, digits, '.', '_' and '-' only`);
   }
-  return path.join(directory(env), `${name}.sock`);
+  const file = path.join(directory(env), `${name}.sock`);
+  const bytes = Buffer.byteLength(file);
+  if (bytes >= SUN_PATH) {
+    throw Object.assign(new Error(`control socket path too long: ${file} is ${bytes} bytes, ` +
+      `at most ${SUN_PATH - 1} fit in a Unix socket address (use a shorter XDG_RUNTIME_DIR or --name)`),
+    { code: 'ENAMETOOLONG' });
+  }
+  return file;
 }
 
 // The names of the control sockets in the directory.
@@ -44,6 +56,38 @@ function connect(file) {
   });
 }
 
+// Whether a cluster answers on `file`: false (and the file removed) when
+// nobody listens there any more (ECONNREFUSED: its primary was killed
+// before it could remove it), or when it is gone.
+async function answers(file) {
+  try {
+    (await connect(file)).destroy();
+    return true;
+  } catch (err) {
+    if (err.code === 'ECONNREFUSED') {
+      fs.rmSync(file, { force: true });
+      return false;
+    }
+    return err.code !== 'ENOENT';
+  }
+}
+
+// The names of the clusters whose control socket answers; stale sockets
+// are removed on the way.
+async function running(env) {
+  const found = [];
+  for (const name of names(env)) {
+    let file;
+    try {
+      file = socketPath(name, env);
+    } catch {
+      continue;
+    }
+    if (await answers(file)) found.push(name);
+  }
+  return found;
+}
+
 // Opens the control socket of `name`; `handle(request)` answers each
 // request (a promise of a JSON-able reply). Refuses when a live cluster
 // holds the name; a stale socket file is removed.
@@ -54,16 +98,13 @@ async function serve(name, handle, env) {
   if (st.uid !== process.getuid() || (st.mode & 0o077) !== 0) {
     throw new Error(`${path.dirname(file)} must belong to this user with mode 0700`);
   }
-  if (fs.existsSync(file)) {
-    try {
-      (await connect(file)).destroy();
-      throw Object.assign(new Error(`a cluster named ${name} is running (${file})`), { code: 'EADDRINUSE' });
-    } catch (err) {
-      if (err.code === 'EADDRINUSE') throw err;
-      fs.rmSync(file, { force: true });
-    }
+  if (fs.existsSync(file) && await answers(file)) {
+    throw Object.assign(new Error(`a cluster named ${name} is running (${file})`), { code: 'EADDRINUSE' });
   }
-  const server = net.createServer((socket) => onClient(socket, handle));
+  // Requests being handled, answered by the exit handler if the process
+  // exits first (a reload that a stop cut short).
+  const pending = new Map(); // socket -> cmd
+  const server = net.createServer((socket) => onClient(socket, handle, pending));
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     const mask = process.umask(0o177);
@@ -78,7 +119,14 @@ async function serve(name, handle, env) {
     server.close();
     fs.rmSync(file, { force: true });
   };
-  process.once('exit', () => fs.rmSync(file, { force: true }));
+  process.once('exit', () => {
+    // A write to a Unix socket with room in its buffer completes at once,
+    // so these replies leave before the process does.
+    for (const [socket, cmd] of pending) {
+      reply(socket, { ok: false, error: `${cmd} interrupted: the cluster is stopping` });
+    }
+    fs.rmSync(file, { force: true });
+  });
   return { file, close };
 }
 
@@ -86,7 +134,15 @@ function reply(socket, body) {
   if (!socket.destroyed) socket.end(`${JSON.stringify(body)}\n`);
 }
 
-function onClient(socket, handle) {
+// A stop's reply leaves the connection open: it closes when the process
+// exits, which is how the client learns that the cluster has exited.
+function replyAndHold(socket, body) {
+  if (socket.destroyed) return;
+  socket.unref();
+  socket.write(`${JSON.stringify(body)}\n`);
+}
+
+function onClient(socket, handle, pending) {
   socket.on('error', () => {});
   let uid;
   try {
@@ -116,32 +172,66 @@ function onClient(socket, handle) {
     if (request === null || typeof request !== 'object' || typeof request.cmd !== 'string') {
       return reply(socket, { ok: false, error: 'malformed request: no cmd' });
     }
+    pending.set(socket, request.cmd);
+    socket.once('close', () => pending.delete(socket));
     Promise.resolve()
       .then(() => handle(request))
-      .then((body) => reply(socket, { ok: true, ...body }),
-        (err) => reply(socket, { ok: false, error: err.message }));
+      .then((body) => {
+        pending.delete(socket);
+        if (request.cmd === 'stop') replyAndHold(socket, { ok: true, pid: process.pid, ...body });
+        else reply(socket, { ok: true, ...body });
+      }, (err) => {
+        pending.delete(socket);
+        reply(socket, { ok: false, error: err.message });
+      });
   };
   socket.setEncoding('utf8');
   socket.on('data', onData);
 }
 
-// Sends one request to the cluster `name`; resolves with its reply.
+// Sends one request to the cluster `name`; resolves with its reply line.
+// Not enumerable on the reply: `closed`, a promise that resolves once the
+// cluster closes the connection (after a stop, once its primary has
+// exited), and `hangUp()`, which stops waiting for that.
 async function request(name, body, env) {
-  const socket = await connect(socketPath(name, env));
+  const file = socketPath(name, env);
+  const socket = await connect(file).catch((err) => {
+    if (err.code === 'ECONNREFUSED') fs.rmSync(file, { force: true });
+    throw err;
+  });
+  const closed = new Promise((resolve) => socket.once('close', resolve));
   return new Promise((resolve, reject) => {
     let buf = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (d) => { buf += d; });
-    socket.on('end', () => {
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      const nl = buf.indexOf('\n');
+      let parsed;
       try {
-        resolve(JSON.parse(buf));
+        parsed = JSON.parse(nl < 0 ? buf : buf.slice(0, nl));
       } catch {
+        socket.destroy();
         reject(new Error(`no reply from ${name}`));
+        return;
+      }
+      Object.defineProperties(parsed, { closed: { value: closed }, hangUp: { value: () => socket.destroy() } });
+      resolve(parsed);
+    };
+    socket.setEncoding('utf8');
+    socket.on('data', (d) => {
+      buf += d;
+      if (buf.includes('\n')) finish();
+    });
+    socket.on('end', finish);
+    socket.on('error', (err) => {
+      if (!done) {
+        done = true;
+        reject(err);
       }
     });
-    socket.on('error', reject);
     socket.write(`${JSON.stringify(body)}\n`);
   });
 }
 
-module.exports = { serve, request, names, directory };
+module.exports = { serve, request, names, running, directory, socketPath };

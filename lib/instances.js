@@ -24,9 +24,16 @@ function assign(id, env) {
   return slot;
 }
 
-// How many times the slot's worker was replaced (restarts and reloads).
+// How many times the slot got a new worker after its first: crash
+// restarts, replacements (reload, the watchdog, --max-memory). A reload's
+// replacement that was never ready, and was discarded, is withdrawn.
 function restarts(slot) {
   return Math.max(0, (forks.get(slot) || 0) - 1);
+}
+
+function withdraw(slot) {
+  const n = forks.get(slot) || 0;
+  if (n > 0) forks.set(slot, n - 1);
 }
 
 function release(id) {
@@ -37,4 +44,4 @@ function of(id) {
   return slots.get(id);
 }
 
-module.exports = { assign, release, of, restarts };
+module.exports = { assign, release, of, restarts, withdraw };

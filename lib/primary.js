@@ -22,6 +22,7 @@ const lib = lazy({
   reload: './reload.js',
   watching: './watch.js',
   statistics: './stats.js',
+  selfAccepted: './self_accepted.js',
   roundRobin: './round_robin_listen.js',
 });
 
@@ -326,6 +327,7 @@ function forkWorker(env, predecessor) {
     want: predecessor === null ? 1 : lib.readiness.listenCount(predecessor),
   });
   if (settings.heartbeatTimeout) lib.watchdog.watch(cluster, worker, settings.heartbeatTimeout);
+  lib.selfAccepted.track(worker);
 
   if (workerProcess._launching) live.set(id, worker);
   process.nextTick(emitForkNT, worker);

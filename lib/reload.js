@@ -25,9 +25,11 @@ function validate(options) {
   }
   const out = { ...DEFAULTS };
   if (options.workers !== undefined) {
-    if (!Array.isArray(options.workers) || !options.workers.every((w) => w instanceof Worker)) {
-      throw errors.ERR_INVALID_ARG_TYPE('options.workers', 'Worker[]', options.workers);
+    if (!Array.isArray(options.workers)) {
+      throw errors.ERR_INVALID_ARG_TYPE('options.workers', 'array of Worker', options.workers);
     }
+    const i = options.workers.findIndex((w) => !(w instanceof Worker));
+    if (i >= 0) throw errors.ERR_INVALID_ARG_TYPE(`options.workers[${i}]`, 'Worker', options.workers[i]);
     out.workers = options.workers;
   }
   for (const [key, min] of [['concurrency', 1], ['readyTimeout', 0], ['killTimeout', 0]]) {
@@ -96,9 +98,12 @@ function createReload(cluster, fork) {
     const env = { ...(old._forkEnv || {}), NODE_APP_INSTANCE: String(instances.of(old.id) ?? '') };
     if (env.NODE_APP_INSTANCE === '') delete env.NODE_APP_INSTANCE;
     const fresh = fork(env, old);
+    const slot = instances.of(fresh.id);
     try {
       await readiness.whenReady(fresh, opts.readyTimeout);
     } catch (err) {
+      // It never took the slot over: not a restart of it.
+      if (slot !== undefined) instances.withdraw(slot);
       if (!fresh.isDead()) fresh.process.kill('SIGKILL');
       err.worker = fresh;
       throw err;

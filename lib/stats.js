@@ -9,7 +9,8 @@ const native = require('./native.js');
 const instances = require('./instances.js');
 const readiness = require('./readiness.js');
 const watchdog = require('./watchdog.js');
-const { policyName } = require('./policies.js');
+const selfAccepted = require('./self_accepted.js');
+const { policyName, SCHED_NONE, SCHED_REUSEPORT } = require('./policies.js');
 
 const STATS_TIMEOUT_MS = 1000;
 
@@ -24,6 +25,9 @@ function stats(cluster, started, forkedAt) {
   const byId = new Map(figures.workers.map((w) => [w.id, w]));
   const mem = process.memoryUsage.rss();
   const cpu = process.cpuUsage();
+  // Where the workers accept themselves, what they have accepted and not
+  // answered is theirs to know: not counted.
+  const acceptsItself = cluster.schedulingPolicy === SCHED_NONE || cluster.schedulingPolicy === SCHED_REUSEPORT;
   const workers = [];
   for (const worker of Object.values(cluster.workers || {})) {
     if (worker === undefined || worker.isDead()) continue;
@@ -39,7 +43,10 @@ function stats(cluster, started, forkedAt) {
       restarts: slot === undefined ? 0 : instances.restarts(slot),
       ready: readiness.isReady(worker),
       unresponsive: watchdog.isUnresponsive(worker),
-      connections: { accepted: f ? f.connections : 0, inFlight: f ? f.inFlight : 0 },
+      connections: {
+        accepted: (f ? f.connections : 0) + selfAccepted.of(worker),
+        inFlight: acceptsItself ? null : (f ? f.inFlight : 0),
+      },
       messages: { received: f ? f.messagesIn : 0, sent: f ? f.messagesOut : 0 },
       ...usage(f?.usage),
       heartbeat: beat === null ? null : {
@@ -90,11 +97,13 @@ function metrics(s, prefix = 'native_cluster') {
   family('worker_up', 'gauge', '1 while the worker is ready and responsive, else 0.',
     per((w) => (w.ready && !w.unresponsive ? 1 : 0)));
   family('worker_uptime_seconds', 'gauge', 'Seconds since the worker was forked.', per((w) => w.uptime / 1000));
-  family('worker_restarts_total', 'counter', 'Times the worker\'s slot got a new worker (restarts and reloads).',
+  family('worker_restarts_total', 'counter', 'Times the worker\'s slot got a new worker: crash restarts and replacements (reload, watchdog).',
     per((w) => w.restarts));
-  family('worker_connections_total', 'counter', 'Connections the primary handed to the worker and it accepted.',
+  family('worker_connections_total', 'counter', 'Connections the worker accepted: handed to it by the primary, ' +
+    'or (policies none and reuseport) taken from its listening socket, as it last reported.',
     per((w) => w.connections.accepted));
-  family('worker_connections_in_flight', 'gauge', 'Connections handed to the worker, not yet answered.',
+  family('worker_connections_in_flight', 'gauge', 'Connections the primary handed to the worker, not yet answered ' +
+    '(not under policies none and reuseport).',
     per((w) => w.connections.inFlight));
   family('worker_messages_received_total', 'counter', 'Messages the worker sent to the primary.',
     per((w) => w.messages.received));

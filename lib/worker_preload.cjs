@@ -108,3 +108,44 @@ function startHeartbeat(every) {
   beat();
   setInterval(beat, every).unref();
 }
+
+// Connections the worker accepts itself (SCHED_NONE, SCHED_REUSEPORT: a
+// listening handle with a descriptor; the primary hands it none and so
+// cannot count them): counted here, the total reported to the primary's
+// stats() at most every ACCEPTED_REPORT_MS (at once after a quiet spell).
+if (cluster.isWorker) countSelfAccepted();
+
+function countSelfAccepted() {
+  const ACCEPTED_REPORT_MS = 200;
+  let accepted = 0;
+  let reportedAt = 0;
+  let timer = null;
+  const report = () => {
+    timer = null;
+    reportedAt = Date.now();
+    if (process.connected) process.send({ cmd: 'NODE_NATIVE_CLUSTER_ACCEPTED', accepted }, () => {});
+  };
+  const count = () => {
+    accepted++;
+    if (timer !== null) return;
+    const wait = reportedAt + ACCEPTED_REPORT_MS - Date.now();
+    if (wait <= 0) return report();
+    timer = setTimeout(report, wait);
+    timer.unref();
+  };
+  const getServer = cluster._getServer;
+  cluster._getServer = function countAccepted(obj, options, cb) {
+    return getServer.call(this, obj, options, function listened(...args) {
+      const result = cb.apply(this, args);
+      // net has set the handle's onconnection by now (synchronously).
+      const handle = obj._handle;
+      if (args[0] || !handle || !(handle.fd >= 0) || typeof handle.onconnection !== 'function') return result;
+      const onconnection = handle.onconnection;
+      handle.onconnection = function countedConnection(status, client) {
+        if (client) count();
+        return onconnection.call(this, status, client);
+      };
+      return result;
+    });
+  };
+}

@@ -124,13 +124,21 @@ Exit status:
 Commands (to a cluster started with --name; without --name, the only one
 running):
   status [--json]  workers: id, pid, slot, state, uptime, restarts, CPU,
-                   memory, connections
+                   memory, connections. restarts: how many times the
+                   slot got a new worker (crash restarts, reloads, the
+                   --unresponsive-timeout and --max-memory replacements;
+                   not a reload's new worker that failed). connections:
+                   accepted by the worker (with --policy none or
+                   reuseport, as the worker last reported, <= 200 ms ago)
   reload           as SIGHUP; returns once done, non-zero if it failed
+                   or a stop cut it short
   scale <n>        run n workers (new ones forked, extra ones drained)
-  stop             as SIGTERM
+  stop             as SIGTERM; returns once the cluster has exited, or
+                   exits 1 if it still runs --kill-timeout + 5 s later
   The control socket is $XDG_RUNTIME_DIR/native-cluster/<name>.sock, or
   ${os.tmpdir()}/native-cluster-<uid>/<name>.sock, mode 0600; only its
-  owner may use it.
+  owner may use it; its path must fit in 107 bytes. One left by a killed
+  cluster (nobody answers on it) is removed.
 
 Every worker gets NODE_APP_INSTANCE, its slot 0..N-1, kept across restarts
 and reloads (run one-off jobs where it is 0). When the process that

@@ -249,7 +249,7 @@ function run(cluster, app, opts) {
   // Resolves with the outcome of the last reload cycle ({ replaced, error }).
   let reloadDone = null;
   function reload(why) {
-    if (stopping) return Promise.resolve({ replaced: [], error: 'stopping' });
+    if (stopping) return Promise.resolve({ replaced: [], error: 'reload refused: the cluster is stopping' });
     if (reloading) {
       reloadAgain = true;
       log(`${why}: a reload is under way; another one follows it`);
@@ -281,7 +281,10 @@ function run(cluster, app, opts) {
         if (!slot || !fresh) continue;
         adopt(fresh, slot);
       }
-      if (stopping) break;
+      if (stopping) {
+        outcome = { replaced, error: 'reload interrupted: the cluster is stopping' };
+        break;
+      }
       if (failure) {
         log(`${failure.message}; reload stopped after ${replaced.length} of ${n}, the other workers keep running`);
       } else {
@@ -348,7 +351,7 @@ function run(cluster, app, opts) {
         return { replaced: outcome.replaced };
       }
       case 'scale': return scale(req.workers);
-      case 'stop': setImmediate(() => stop('control: stop')); return { stopping: true };
+      case 'stop': setImmediate(() => stop('control: stop')); return { stopping: true, killTimeout: opts.killTimeout };
       default: throw new Error(`unknown command ${JSON.stringify(req.cmd)}`);
     }
   }
