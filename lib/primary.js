@@ -22,6 +22,7 @@ const lib = lazy({
   reload: './reload.js',
   statistics: './stats.js',
   roundRobin: './round_robin_listen.js',
+  parallelism: './parallelism.js',
 });
 
 function lazy(ids) {
@@ -343,6 +344,12 @@ cluster.stats = function stats() {
 
 cluster.metrics = function metrics() {
   return lib.statistics.metrics(lib.statistics.stats(cluster, started, forkedAt));
+};
+
+// How many workers fit here: CPU affinity and cgroup quota, or
+// NATIVE_CLUSTER_WORKERS.
+cluster.availableParallelism = function availableParallelism() {
+  return lib.parallelism.availableParallelism();
 };
 
 function emitForkNT(worker) {

@@ -3,6 +3,7 @@
 // text that documents them.
 
 const os = require('node:os');
+const { parallelism } = require('../../lib/parallelism.js');
 
 const DEFAULT_KILL_TIMEOUT = 5000;
 const DEFAULT_LISTEN_TIMEOUT = 30000;
@@ -27,9 +28,11 @@ distributes the connections. In the app, cluster.isWorker is true, so an app
 written for node:cluster runs its worker branch.
 
 Options:
-  -i, --instances <N|max>   number of workers (default: max, the
-                            available parallelism: ${os.availableParallelism()} here);
-                            0 is max too, -N all but N (at least 1)
+  -i, --instances <N|max>   number of workers (default: max: the CPUs this
+                            process may run on, within its cgroup's CPU
+                            quota, or NATIVE_CLUSTER_WORKERS when set;
+                            ${countHere()} here); 0 is max too, -N all but N
+                            (at least 1)
       --policy <rr|none|reuseport|sticky>
                             rr: the primary accepts connections and hands them
                             to the workers in turn (default); none: the workers
@@ -201,13 +204,12 @@ function parseArgs(argv) {
   if (opts.help || opts.version) return opts;
   if (opts.app === undefined) throw new UsageError('no app given');
 
-  const cpus = os.availableParallelism();
   if (opts.instances === 'max' || opts.instances === '0') {
-    opts.instances = cpus;
+    opts.instances = sized(opts, 0);
   } else if (/^[1-9]\d*$/.test(opts.instances)) {
     opts.instances = Number(opts.instances);
   } else if (/^-[1-9]\d*$/.test(opts.instances)) {
-    opts.instances = Math.max(1, cpus + Number(opts.instances));
+    opts.instances = sized(opts, -Number(opts.instances));
   } else {
     throw new UsageError('-i/--instances takes a positive integer, max or 0 (all CPUs), or -N (all but N), ' +
       `not ${JSON.stringify(opts.instances)}`);
@@ -234,6 +236,28 @@ function parseArgs(argv) {
     }
   }
   return opts;
+}
+
+// -i max, 0 and -N: the available parallelism less `less`, and for the log,
+// where that number came from.
+function sized(opts, less) {
+  let found;
+  try {
+    found = parallelism();
+  } catch (err) {
+    throw new UsageError(err.message);
+  }
+  const count = Math.max(1, found.count - less);
+  opts.sizing = `${count} worker${count === 1 ? '' : 's'}: ${found.source}${less ? `, less ${less}` : ''}`;
+  return count;
+}
+
+function countHere() {
+  try {
+    return parallelism().count;
+  } catch {
+    return '?';
+  }
 }
 
 // --metrics [host:]port (127.0.0.1 unless a host is given).

@@ -351,6 +351,7 @@ function run(cluster, app, opts) {
     reload('SIGHUP').catch((err) => log(`reload failed: ${err.stack || err}`));
   });
 
+  if (opts.sizing) log(opts.sizing);
   log(`primary ${process.pid}: starting ${opts.instances} worker${opts.instances === 1 ? '' : 's'} ` +
     `of ${path.relative(process.cwd(), app) || app} (policy ${opts.policy})`);
   for (let i = 0; i < opts.instances; i++) {
