@@ -365,6 +365,15 @@ declare namespace cluster {
     stats(): ClusterStats;
     /** native-cluster: `stats()` in Prometheus text format (names under `native_cluster_`). */
     metrics(): string;
+    /**
+     * native-cluster: how many workers fit here: the CPUs this process may
+     * run on (its affinity), capped by its cgroup's CPU quota (v2 `cpu.max`
+     * or v1 `cpu.cfs_quota_us`, on the cgroup and its ancestors, rounded up,
+     * at least 1), or `NATIVE_CLUSTER_WORKERS` when set. Unlike
+     * `os.availableParallelism()`, which ignores most quotas. Throws
+     * `ERR_NATIVE_CLUSTER_WORKERS` when that variable is not 1..1024.
+     */
+    availableParallelism(): number;
     /** The current worker object (in a worker). */
     readonly worker?: Worker;
     /** The active workers by id (in the primary). */

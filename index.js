@@ -16,6 +16,12 @@ if (nodeCluster.isWorker) {
   // checks that they agree).
   if (nodeCluster.SCHED_REUSEPORT === undefined) nodeCluster.SCHED_REUSEPORT = 3;
   if (nodeCluster.SCHED_STICKY === undefined) nodeCluster.SCHED_STICKY = 4;
+  // Loaded only when called, for the same reason.
+  if (nodeCluster.availableParallelism === undefined) {
+    nodeCluster.availableParallelism = function availableParallelism() {
+      return require('./lib/parallelism.js').availableParallelism();
+    };
+  }
 }
 
 function primary() {
@@ -31,6 +37,7 @@ module.exports = nodeCluster.isWorker ? nodeCluster : primary();
 // `exports` loads Node's ES resolver into a CommonJS program: about 1 ms more
 // for `require('native-cluster')`, in the primary and in every worker.
 0 && (module.exports = {
-  SCHED_NONE, SCHED_RR, SCHED_REUSEPORT, SCHED_STICKY, Worker, disconnect, fork, isMaster, isPrimary,
-  isWorker, metrics, reload, schedulingPolicy, settings, stats, setupMaster, setupPrimary, watch, worker, workers,
+  SCHED_NONE, SCHED_RR, SCHED_REUSEPORT, SCHED_STICKY, Worker, availableParallelism, disconnect, fork, isMaster,
+  isPrimary, isWorker, metrics, reload, schedulingPolicy, settings, stats, setupMaster, setupPrimary, watch, worker,
+  workers,
 });

@@ -294,7 +294,7 @@ for (const policy of ['rr', 'none', 'reuseport', 'sticky']) test(`SIGHUP (policy
 
 test('arguments: our options before or after the app, the app\'s after --; -i 0, max and -N', async () => {
   const { parseArgs } = await import('../bin/native-cluster.js');
-  const cpus = (await import('node:os')).availableParallelism();
+  const cpus = (await import('../lib/parallelism.js')).default.availableParallelism();
   let o = parseArgs(['server.js', '-i', '2', '--policy', 'none', '--', '--port', '8080']);
   assert.deepEqual([o.app, o.instances, o.policy, o.args], ['server.js', 2, 'none', ['--port', '8080']]);
   o = parseArgs(['-i', '3', '--', 'server.js', '--port', '8080', '-i', '9']);

@@ -23,14 +23,15 @@ function copyPackage(addon) {
 }
 
 for (const [label, addon] of [['no addon file', undefined]]) {
-  test(`fallback with ${label}: node:cluster after one warning; a worker serves; SCHED_STICKY throws clearly`, async () => {
+  test(`fallback with ${label}: node:cluster after one warning; a worker serves; SCHED_STICKY throws clearly; availableParallelism() is ours`, async () => {
     const pkg = copyPackage(addon);
     try {
-      const r = await run('fallback/app.cjs', { env: { PKG: pkg }, timeout: 20000 });
+      const r = await run('fallback/app.cjs', { env: { PKG: pkg, NATIVE_CLUSTER_WORKERS: '3' }, timeout: 20000 });
       const res = primaryEvents(r).find((e) => e[0] === 'result')?.[1];
       assert.ok(res, r.stderr);
       assert.equal(res.isStock, true);
       assert.deepEqual(res.constants, [3, 4]);
+      assert.equal(res.parallelism, 3);
       assert.match(res.body, /^stock worker 1$/);
       assert.equal(res.warnings.length, 1, JSON.stringify(res.warnings));
       assert.equal(res.warnings[0].code, 'NATIVE_CLUSTER_FALLBACK');

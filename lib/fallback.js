@@ -22,6 +22,9 @@ function fallback(error) {
   process.emitWarning(`using node:cluster instead: ${error.message}`, { code: 'NATIVE_CLUSTER_FALLBACK' });
   if (nodeCluster.SCHED_REUSEPORT === undefined) nodeCluster.SCHED_REUSEPORT = SCHED_REUSEPORT;
   if (nodeCluster.SCHED_STICKY === undefined) nodeCluster.SCHED_STICKY = SCHED_STICKY;
+  if (nodeCluster.availableParallelism === undefined) {
+    nodeCluster.availableParallelism = require('./parallelism.js').availableParallelism;
+  }
   for (const method of ['setupPrimary', 'setupMaster', 'fork']) {
     const original = nodeCluster[method];
     nodeCluster[method] = function checked(...args) {

@@ -24,6 +24,7 @@ const lib = lazy({
   statistics: './stats.js',
   selfAccepted: './self_accepted.js',
   roundRobin: './round_robin_listen.js',
+  parallelism: './parallelism.js',
 });
 
 function lazy(ids) {
@@ -355,6 +356,12 @@ cluster.stats = function stats() {
 
 cluster.metrics = function metrics() {
   return lib.statistics.metrics(lib.statistics.stats(cluster, started, forkedAt));
+};
+
+// How many workers fit here: CPU affinity and cgroup quota, or
+// NATIVE_CLUSTER_WORKERS.
+cluster.availableParallelism = function availableParallelism() {
+  return lib.parallelism.availableParallelism();
 };
 
 function emitForkNT(worker) {

@@ -53,7 +53,8 @@ if (isPrimary && cluster.isPrimary && !isWorker) {
   const st: ClusterStats = cluster.stats();
   const perWorker: number[] = st.workers.map((ws: WorkerStats) => ws.connections.accepted + (ws.heartbeat?.eventLoopDelay.p99 ?? 0));
   const text: string = cluster.metrics();
-  void [perWorker, text, st.primary.policy];
+  const fits: number = cluster.availableParallelism();
+  void [perWorker, text, st.primary.policy, fits];
   const isWorkerInstance: boolean = w instanceof cluster.Worker && w instanceof Worker;
   const sameCluster: Cluster = ns.default;
   void [id, pid, isWorkerInstance, sameCluster, policies];

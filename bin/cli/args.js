@@ -4,6 +4,7 @@
 
 const net = require('node:net');
 const os = require('node:os');
+const { parallelism } = require('../../lib/parallelism.js');
 
 const DEFAULT_KILL_TIMEOUT = 5000;
 const DEFAULT_LISTEN_TIMEOUT = 30000;
@@ -30,9 +31,11 @@ distributes the connections. In the app, cluster.isWorker is true, so an app
 written for node:cluster runs its worker branch.
 
 Options:
-  -i, --instances <N|max>   number of workers, 1 to ${MAX_WORKERS} (default: max,
-                            the available parallelism: ${os.availableParallelism()} here);
-                            0 is max too, -N all but N (at least 1)
+  -i, --instances <N|max>   number of workers, 1 to ${MAX_WORKERS} (default: max:
+                            the CPUs this process may run on, within its
+                            cgroup's CPU quota, or NATIVE_CLUSTER_WORKERS when
+                            set; ${countHere()} here); 0 is max too, -N all
+                            but N (at least 1)
       --policy <rr|none|reuseport|sticky>
                             rr: the primary accepts connections and hands them
                             to the workers in turn (default); none: the workers
@@ -253,16 +256,15 @@ function parseArgs(argv) {
   }
   if (opts.app === undefined) throw new UsageError('no app given');
 
-  const cpus = Math.min(os.availableParallelism(), MAX_WORKERS);
   if (opts.instances === 'max' || opts.instances === '0') {
-    opts.instances = cpus;
+    opts.instances = sized(opts, 0);
   } else if (/^[1-9]\d*$/.test(opts.instances)) {
     if (Number(opts.instances) > MAX_WORKERS) {
       throw new UsageError(`-i/--instances takes 1 to ${MAX_WORKERS} workers, not ${JSON.stringify(opts.instances)}`);
     }
     opts.instances = Number(opts.instances);
   } else if (/^-[1-9]\d*$/.test(opts.instances)) {
-    opts.instances = Math.max(1, cpus + Number(opts.instances));
+    opts.instances = sized(opts, -Number(opts.instances));
   } else {
     throw new UsageError('-i/--instances takes a positive integer, max or 0 (all CPUs), or -N (all but N), ' +
       `not ${JSON.stringify(opts.instances)}`);
@@ -298,6 +300,28 @@ function parseArgs(argv) {
 function checkName(name) {
   if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/.test(name)) {
     throw new UsageError(`--name takes letters, digits, '.', '_' and '-' (64 at most), not ${JSON.stringify(name)}`);
+  }
+}
+
+// -i max, 0 and -N: the available parallelism less `less`, and for the log,
+// where that number came from.
+function sized(opts, less) {
+  let found;
+  try {
+    found = parallelism();
+  } catch (err) {
+    throw new UsageError(err.message);
+  }
+  const count = Math.min(MAX_WORKERS, Math.max(1, found.count - less));
+  opts.sizing = `${count} worker${count === 1 ? '' : 's'}: ${found.source}${less ? `, less ${less}` : ''}`;
+  return count;
+}
+
+function countHere() {
+  try {
+    return parallelism().count;
+  } catch {
+    return '?';
   }
 }
 

@@ -375,6 +375,7 @@ function run(cluster, app, opts) {
   // One fork per turn of the event loop: a signal during a long start-up
   // is handled between two forks, and stops the start-up.
   function startWorkers() {
+    if (opts.sizing) log(opts.sizing);
     log(`primary ${process.pid}: starting ${opts.instances} worker${opts.instances === 1 ? '' : 's'} ` +
       `of ${path.relative(process.cwd(), app) || app} (policy ${opts.policy})`);
     for (let i = 0; i < opts.instances; i++) slots.push({ worker: null, crashes: 0, timer: null });
