@@ -210,7 +210,7 @@ test('taskset -c 0: cluster.availableParallelism() is 1 in the primary and in a 
 
   const c = startCli(['-i', 'max', server], { wrap: ['taskset', '-c', '0'], extraEnv: { PORT: '0' } });
   try {
-    await c.waitFor(/all 1 worker online/);
+    await c.waitFor(/the worker is ready/);
     assert.match(c.err, new RegExp(`^\\[native-cluster\\] 1 worker: CPU affinity of 1 CPU on ${online}$`, 'm'));
     assert.match(c.err, /starting 1 worker of /);
   } finally {
@@ -221,7 +221,7 @@ test('taskset -c 0: cluster.availableParallelism() is 1 in the primary and in a 
 test('NATIVE_CLUSTER_WORKERS: -i -N counts from it, the library returns it; an invalid value is a one-line usage error', async () => {
   const c = startCli(['-i', '-2', server], { extraEnv: { PORT: '0', NATIVE_CLUSTER_WORKERS: '3' } });
   try {
-    await c.waitFor(/all 1 worker online/);
+    await c.waitFor(/the worker is ready/);
     assert.match(c.err, /^\[native-cluster\] 1 worker: NATIVE_CLUSTER_WORKERS=3, less 2$/m);
   } finally {
     assert.deepEqual(await c.stop(), { code: 0, signal: null });
@@ -233,7 +233,7 @@ test('NATIVE_CLUSTER_WORKERS: -i -N counts from it, the library returns it; an i
   // An explicit count does not consult it.
   const explicit = startCli(['-i', '1', server], { extraEnv: { PORT: '0', NATIVE_CLUSTER_WORKERS: 'lots' } });
   try {
-    await explicit.waitFor(/all 1 worker online/);
+    await explicit.waitFor(/the worker is ready/);
     assert.doesNotMatch(explicit.err, /NATIVE_CLUSTER_WORKERS/);
   } finally {
     assert.deepEqual(await explicit.stop(), { code: 0, signal: null });
@@ -373,7 +373,7 @@ test('a real cgroup quota of 2 CPUs: -i max starts 2 workers, -i 0 as many, -i -
     for (const [arg, count, line] of [['max', expected, why], ['0', expected, why], ['-1', Math.max(1, expected - 1), `${why}, less 1`]]) {
       const c = startCli(['-i', arg, server], { wrap: inCgroup(cg), extraEnv: { PORT: '0' } });
       try {
-        await c.waitFor(new RegExp(`all ${count} workers? online`));
+        await c.waitFor(count === 1 ? /the worker is ready/ : new RegExp(`all ${count} workers ready`));
         assert.match(c.err, new RegExp(`^\\[native-cluster\\] ${count} workers?: ${line}$`, 'm'), `-i ${arg}`);
       } finally {
         assert.deepEqual(await c.stop(), { code: 0, signal: null });
