@@ -79,8 +79,11 @@ Crashes:
 
 Signals (to the native-cluster process):
   SIGINT, SIGTERM  graceful stop: each worker is disconnected (it closes its
-                   servers, finishes the connections in progress and exits);
-                   workers still running after --kill-timeout get SIGKILL.
+                   servers, finishes the connections in progress and exits;
+                   a keep-alive connection's next request is answered with
+                   Connection: close, an idle one closes after the server's
+                   keepAliveTimeout + 1 s); workers still running after
+                   --kill-timeout get SIGKILL.
                    Exits 0 when every worker left by itself, 1 otherwise.
                    A second signal kills the workers at once.
   SIGHUP           reload without downtime (cluster.reload()): the workers
