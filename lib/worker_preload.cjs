@@ -49,21 +49,26 @@ function holdUntilListened(worker) {
   worker.on('newListener', onNewListener);
 }
 
-// A reload under SCHED_NONE or SCHED_REUSEPORT asks the worker it retires
-// to stop accepting before it disconnects it (reload.js): the worker closes
-// its copy of each listening socket (the primary holds one too) and goes
-// on serving what it has accepted. A round-robin server's handle is the
-// primary's and has no descriptor here; it is left alone.
-if (cluster.isWorker) stopAcceptingOnRequest();
+// The servers this worker listens on through the cluster, for what the
+// primary asks of them below.
+const servers = new Set();
+if (cluster.isWorker) trackServers();
 
-function stopAcceptingOnRequest() {
-  const servers = new Set();
+function trackServers() {
   const getServer = cluster._getServer;
   cluster._getServer = function trackServer(obj, options, cb) {
     servers.add(obj);
     if (typeof obj.once === 'function') obj.once('close', () => servers.delete(obj));
     return getServer.call(this, obj, options, cb);
   };
+}
+
+// A reload under SCHED_NONE or SCHED_REUSEPORT asks the worker it retires
+// to stop accepting before it disconnects it (reload.js): the worker closes
+// its copy of each listening socket (the primary holds one too) and goes
+// on serving what it has accepted. A round-robin server's handle is the
+// primary's and has no descriptor here; it is left alone.
+if (cluster.isWorker) {
   process.on('internalMessage', (message) => {
     if (message === null || typeof message !== 'object' || message.cmd !== 'NODE_NATIVE_CLUSTER_STOP_ACCEPTING') return;
     for (const server of servers) {
@@ -73,6 +78,18 @@ function stopAcceptingOnRequest() {
         server._handle = null;
       }
     }
+  });
+}
+
+// Disconnected by the primary (retired by a reload, or stopped): before
+// Node's own handler closes the servers, their keep-alive connections are
+// set to end after their next response instead of being cut while idle
+// (keep_alive_retire.cjs). Ahead of Node's listener, which runs right after.
+if (cluster.isWorker) {
+  process.prependListener('internalMessage', (message) => {
+    if (message === null || typeof message !== 'object' ||
+        message.cmd !== 'NODE_CLUSTER' || message.act !== 'disconnect') return;
+    require('./keep_alive_retire.cjs').retire(servers);
   });
 }
 

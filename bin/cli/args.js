@@ -6,7 +6,10 @@ const net = require('node:net');
 const os = require('node:os');
 const { parallelism } = require('../../lib/parallelism.js');
 
-const DEFAULT_KILL_TIMEOUT = 5000;
+// Above Node's default keepAliveTimeout (5 s) plus the 1 s it adds: a
+// disconnected worker whose clients hold idle keep-alive connections leaves
+// by itself once the server's keep-alive timer has closed them.
+const DEFAULT_KILL_TIMEOUT = 8000;
 const DEFAULT_LISTEN_TIMEOUT = 30000;
 const DEFAULT_LISTEN_GRACE = 5000;
 const DEFAULT_RESTART_WINDOW = 60000;
@@ -45,7 +48,9 @@ Options:
                             always reaches the same worker. Default from
                             NODE_CLUSTER_SCHED_POLICY when set.
       --kill-timeout <ms>   time a disconnected worker gets to exit before
-                            SIGKILL (default ${DEFAULT_KILL_TIMEOUT})
+                            SIGKILL (default ${DEFAULT_KILL_TIMEOUT}: longer than an
+                            idle keep-alive connection lives with Node's
+                            default keepAliveTimeout)
       --listen-timeout <ms> time a new worker gets to listen during a reload
                             (default ${DEFAULT_LISTEN_TIMEOUT})
       --listen-grace <ms>   when the last worker of a server (policy rr or
@@ -102,8 +107,11 @@ Start-up:
 
 Signals (to the native-cluster process):
   SIGINT, SIGTERM  graceful stop: each worker is disconnected (it closes its
-                   servers, finishes the connections in progress and exits);
-                   workers still running after --kill-timeout get SIGKILL.
+                   servers, finishes the connections in progress and exits;
+                   a keep-alive connection's next request is answered with
+                   Connection: close, an idle one closes after the server's
+                   keepAliveTimeout + 1 s); workers still running after
+                   --kill-timeout get SIGKILL.
                    The workers run in a session of their own, so Ctrl-C in
                    a terminal (SIGINT to the foreground process group)
                    reaches native-cluster only, and drains them too.

@@ -9,7 +9,7 @@ const SUBCOMMANDS = ['status', 'reload', 'scale', 'stop'];
 // `stop` waits for the primary to exit: its --kill-timeout (the cluster
 // says which; this when it does not), after which it kills what is left,
 // plus this margin for the kill and the exit themselves.
-const DEFAULT_KILL_TIMEOUT = 5000;
+const DEFAULT_KILL_TIMEOUT = 8000;
 const STOP_MARGIN_MS = 5000;
 
 const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
