@@ -1,8 +1,8 @@
 //! The I/O thread's loop: one future, run by a `current_thread` tokio
 //! runtime's `block_on`, that owns every source of events — JavaScript's
 //! commands, each worker's channel and pidfd, a channel's writability while
-//! a write is blocked, each listening socket accepted on — and polls them
-//! itself. Each source has its own waker ([`source`](super::source)), so a
+//! a write is blocked, each listening socket accepted on, the protocol's
+//! timers ([`Timers`], on tokio's time driver) — and polls them itself. Each source has its own waker ([`source`](super::source)), so a
 //! turn polls only the sources that woke: it feeds what they read into the
 //! protocol and performs what the protocol outputs, then writes the
 //! channels that have frames pending and hands JavaScript the turn's
@@ -11,8 +11,6 @@
 //!
 //! One future instead of a task per descriptor: tokio's task machinery
 //! (scheduling, wakers, `Notify`, a `LocalSet`) cost more than the work.
-//! The protocol's timers are one more source ([`Timers`]), on tokio's time
-//! driver.
 //! No `tokio::process`/`tokio::signal` (libuv owns `SIGCHLD` in this
 //! process and does not chain handlers): exits are seen on pidfds. No
 //! `TcpListener`: accepted connections are only passed on, so they are
@@ -477,7 +475,13 @@ impl Driver {
         if w.writable.is_some() {
             return;
         }
-        match channel::write(&mut self.protocol, &self.fds, &self.flow, id, ch.as_raw_fd()) {
+        match channel::write(
+            &mut self.protocol,
+            &self.fds,
+            &self.flow,
+            id,
+            ch.as_raw_fd(),
+        ) {
             Write::Done => self.drain(),
             Write::Blocked => {
                 if w.watch_writable().is_ok() {

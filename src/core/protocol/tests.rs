@@ -140,7 +140,9 @@ impl Sim {
                 Output::Timer { timer, after_ms } => self.timers.push((timer, after_ms)),
                 Output::CancelTimer { timer } => {
                     let at = self.timers.iter().position(|&(t, _)| t == timer);
-                    let at = at.unwrap_or_else(|| panic!("timer {timer} cancelled twice or never asked for"));
+                    let at = at.unwrap_or_else(|| {
+                        panic!("timer {timer} cancelled twice or never asked for")
+                    });
                     self.timers.remove(at);
                 }
                 Output::Accept { listener, .. } => {
