@@ -54,7 +54,7 @@ test('(a) STICKY: connections waiting for a busy owner go to the other worker wh
 
 // ---------------------------------------------------------------- (b)
 
-test('(b) listenGrace: killing every worker under load refuses nothing; without it clients are refused', async (t) => {
+test('(b) listenGrace: killing every worker under load refuses nothing, and its timer is no thread; without it clients are refused', async (t) => {
   // All fork their replacements 300 ms after 'exit'; only the grace (and
   // the policy) differ.
   const [graced, sticky, bare] = await Promise.all([
@@ -81,6 +81,9 @@ test('(b) listenGrace: killing every worker under load refuses nothing; without 
     // with or without a grace; at most one per client loop.
     assert.equal(g.failedUnreached, 0, info);
     assert.ok(g.failedInKilled <= 4, info);
+    // The grace's timer, cancelled by the replacements, ran on the I/O
+    // thread, as every timer does: no thread of its own.
+    assert.equal(g.coreThreads, 1, info);
   }
   t.diagnostic(`rr grace 0:    ${b.refused} refused, ${b.failedStartedAfter} failed after the kill`);
   const info = JSON.stringify({ bare: b });

@@ -39,7 +39,7 @@ const candidates = [
 
 const FUNCTIONS = ['start', 'setRef', 'configure', 'spawn', 'pid', 'send', 'sendText',
   'disconnect', 'closeChannel', 'kill', 'flush', 'listened', 'closeFd', 'gate',
-  'parentDeathSignal', 'activate', 'stats', 'peerUid', 'wokenBatches'];
+  'parentDeathSignal', 'activate', 'stats', 'peerUid'];
 
 let loaded = null;
 let failure = null;

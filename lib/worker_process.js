@@ -88,7 +88,7 @@ class WorkerProcess extends EventEmitter {
   // the sender's side, like Node's swallowErrors sends).
   _sendInternal(message) {
     if (!this.connected) return false;
-    this._write(this._codec.encode(message), undefined, false, true);
+    this._write(this._codec.encode(message), undefined, false);
     return true;
   }
 
@@ -210,29 +210,23 @@ class WorkerProcess extends EventEmitter {
       }
     }
     const wantsCallback = typeof callback === 'function';
-    // Written at once (0) only when no earlier callback waits, so that
-    // callbacks run in send order.
-    const direct = !wantsCallback || this._sendCallbacks.length === 0;
-    const unwritten = this._write(this._codec.encode(payload), fd, wantsCallback, direct);
-    if (wantsCallback) {
-      if (unwritten === 0) process.nextTick(callback, null);
-      else this._sendCallbacks.push(callback);
-    }
+    const unwritten = this._write(this._codec.encode(payload), fd, wantsCallback);
+    // Called on the `written` event for the frame, in send order.
+    if (wantsCallback) this._sendCallbacks.push(callback);
     if (fd !== undefined && type === 'net.Socket') lib.handles.detachSocket(handle, options);
     // As Node's `channel.writeQueueSize < 65536 * 2`: false once more than
     // 128 KiB wait to be written.
     return unwritten < kSendQueueLimit;
   }
 
-  // Returns how many bytes sent to this worker are not yet written: 0 when
-  // the frame was written here and now (`direct`, and nothing else was on
-  // its way to the worker; a frame with a descriptor never is).
-  _write(frame, fd, callback = false, direct = false) {
+  // Queues the frame for the I/O thread, behind everything sent before it.
+  // Returns how many bytes sent to this worker are not yet written.
+  _write(frame, fd, callback = false) {
     if (typeof frame === 'string') {
-      if (fd === undefined) return native.sendText(this._id, frame, callback, direct);
-      return native.send(this._id, Buffer.from(frame, 'utf8'), fd, callback, direct);
+      if (fd === undefined) return native.sendText(this._id, frame, callback);
+      return native.send(this._id, Buffer.from(frame, 'utf8'), fd, callback);
     }
-    return native.send(this._id, frame, fd, callback, direct);
+    return native.send(this._id, frame, fd, callback);
   }
 
   // `count` more frames with a callback were written (or never will be,

@@ -1,10 +1,9 @@
 //! The N-API face of the core: converts arguments and events, owns no
-//! cluster logic. Events reach JavaScript in batches, through one weak
-//! thread-safe function (JavaScript refs it while workers are alive) or,
-//! when a worker's write woke the JavaScript thread itself, from libuv's
-//! callback at once ([`express`]).
+//! cluster logic. Events reach JavaScript in batches, in the order the I/O
+//! thread produced them, through one weak thread-safe function (JavaScript
+//! refs it while workers are alive); every call from JavaScript becomes a
+//! [`Command`] to the I/O thread.
 
-mod express;
 pub mod stats;
 
 use crate::core::codec::framing::Serialization;
@@ -183,10 +182,9 @@ fn taken(flow: &Flow, batch: &[Event<OwnedFd>]) {
 }
 
 /// Starts the I/O thread (once per process); `callback` receives event
-/// batches, through a thread-safe function or, when a worker's write woke
-/// this thread, at once ([`express`]).
+/// batches, through the thread-safe function.
 #[napi]
-pub fn start(env: Env, callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
+pub fn start(callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
     let mut guard = STATE
         .lock()
         .map_err(|_| Error::new(Status::GenericFailure, "native-cluster state poisoned"))?;
@@ -195,15 +193,12 @@ pub fn start(env: Env, callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
     }
     let flow = Flow::paced();
     let flow_js = flow.clone();
-    let flow_express = flow.clone();
     let tsfn: EventFn = callback
         .build_threadsafe_function::<Vec<Event<OwnedFd>>>()
         .callee_handled::<false>()
         .weak::<true>()
         .build_callback(move |ctx| {
             taken(&flow_js, &ctx.value);
-            // Busy with this batch until the loop's next turn.
-            flow_js.express().set_idle(false);
             let env = ctx.env;
             Ok(ctx
                 .value
@@ -213,7 +208,6 @@ pub fn start(env: Env, callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
         })?;
     let tsfn = Arc::new(tsfn);
     let sink_fn = tsfn.clone();
-    let fallback_fn = tsfn.clone();
     let primary = Primary::start(
         move |batch| {
             // NonBlocking never waits: the queue is unbounded, and what
@@ -224,24 +218,7 @@ pub fn start(env: Env, callback: Function<Vec<RawEvent>, ()>) -> Result<()> {
     )
     .map_err(core_err)?;
     *guard = Some(State { primary, tsfn });
-    drop(guard);
-    // Without it, every batch comes through the thread-safe function.
-    express::install(
-        env.raw(),
-        callback.raw(),
-        flow_express,
-        Box::new(move |batch| {
-            fallback_fn.call(batch, ThreadsafeFunctionCallMode::NonBlocking);
-        }),
-    );
     Ok(())
-}
-
-/// Batches of events JavaScript took when a worker's write woke it
-/// ([`express`]), rather than through the thread-safe function.
-#[napi]
-pub fn woken_batches() -> Result<f64> {
-    with_primary(|s| Ok(s.primary.flow().express().taken() as f64))
 }
 
 /// Keeps the process alive (true) while workers live, or lets it exit.
@@ -398,45 +375,24 @@ pub fn pid(id: u32) -> Result<SpawnResult> {
     })
 }
 
-/// Queues a complete frame; with `fd`, a copy of that descriptor travels
-/// with it (the caller keeps its own). The bytes are copied here, so the
-/// Buffer needs no reference kept. `callback`: a `written` event follows
-/// once the frame is written. `direct`: the frame may be written here and
-/// now, if nothing else is on its way to the worker (then 0 is returned and
-/// no `written` event follows). Returns how many bytes of frames sent from
-/// JavaScript to this worker are not yet written.
+/// Queues a complete frame for the I/O thread; with `fd`, a copy of that
+/// descriptor travels with it (the caller keeps its own). The bytes are
+/// copied here, so the Buffer needs no reference kept. `callback`: a
+/// `written` event follows once the frame is written. Returns how many
+/// bytes of frames sent from JavaScript to this worker are not yet written.
 #[napi]
-pub fn send(
-    id: u32,
-    frame: BufferSlice,
-    fd: Option<i32>,
-    callback: Option<bool>,
-    direct: Option<bool>,
-) -> Result<f64> {
-    let (callback, direct) = (callback.unwrap_or(false), direct.unwrap_or(false));
-    queue_frame(id, frame.to_vec(), fd, callback, direct)
+pub fn send(id: u32, frame: BufferSlice, fd: Option<i32>, callback: Option<bool>) -> Result<f64> {
+    queue_frame(id, frame.to_vec(), fd, callback.unwrap_or(false))
 }
 
 /// [`send`] for a JSON frame given as text, which spares JavaScript a
 /// Buffer allocation per message.
 #[napi]
-pub fn send_text(
-    id: u32,
-    frame: String,
-    callback: Option<bool>,
-    direct: Option<bool>,
-) -> Result<f64> {
-    let (callback, direct) = (callback.unwrap_or(false), direct.unwrap_or(false));
-    queue_frame(id, frame.into_bytes(), None, callback, direct)
+pub fn send_text(id: u32, frame: String, callback: Option<bool>) -> Result<f64> {
+    queue_frame(id, frame.into_bytes(), None, callback.unwrap_or(false))
 }
 
-fn queue_frame(
-    id: u32,
-    frame: Vec<u8>,
-    fd: Option<i32>,
-    callback: bool,
-    direct: bool,
-) -> Result<f64> {
+fn queue_frame(id: u32, frame: Vec<u8>, fd: Option<i32>, callback: bool) -> Result<f64> {
     let fd = match fd {
         Some(fd) => Some(crate::core::io::sys::dup_cloexec(fd).map_err(|e| {
             Error::new(
@@ -448,7 +404,7 @@ fn queue_frame(
     };
     with_primary(|s| {
         s.primary
-            .send(id, frame, fd, callback, direct)
+            .send(id, frame, fd, callback)
             .map(|queued| queued as f64)
             .map_err(core_err)
     })

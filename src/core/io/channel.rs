@@ -13,7 +13,6 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -33,25 +32,9 @@ pub struct WorkerIo {
     pub writable: Option<AsyncFd<OwnedFd>>,
     /// `None` if the reactor failed it (then no exit is ever seen).
     pub exit: Option<AsyncFd<Arc<OwnedFd>>>,
-    /// The rest of a frame JavaScript began writing itself, taken from its
-    /// lane: written before anything else.
-    pub head: Option<Head>,
     /// Reading waits: too much of this worker's data waits for JavaScript
     /// (the kernel holds the rest and, once full, throttles the worker).
     pub paused: bool,
-    /// Until when the worker's writes wake only the I/O thread (it is
-    /// being handed connections, or streams: see [`super::express`]).
-    pub quiet_until: Option<Instant>,
-    /// Its channel is in the express set (until the channel closes).
-    pub watched: bool,
-    /// Bytes, and reads finding any, from the worker since the primary
-    /// last had something for it: past [`super::express::STREAMING`] or
-    /// [`super::express::STREAMING_READS`] it streams.
-    pub unanswered: usize,
-    pub unanswered_reads: u32,
-    /// Frames JavaScript had written to it directly when last looked at
-    /// ([`super::direct::Lanes::messages`]): a change is an answer.
-    pub answers_seen: u64,
     pub read_waker: Waker,
     pub write_waker: Waker,
     pub exit_waker: Waker,
@@ -71,25 +54,12 @@ impl WorkerIo {
             pid,
             channel: Some(watch(channel, Interest::READABLE)?),
             writable: None,
-            head: None,
             exit: Some(watch(pidfd, Interest::READABLE)?),
             paused: false,
-            quiet_until: None,
-            watched: false,
-            unanswered: 0,
-            unanswered_reads: 0,
-            answers_seen: 0,
             read_waker: woken.waker(Source::Channel(id)),
             write_waker: woken.waker(Source::Writable(id)),
             exit_waker: woken.waker(Source::Exit(id)),
         })
-    }
-
-    /// The primary had something for the worker: what it sent since was
-    /// not a stream.
-    pub fn answered(&mut self) {
-        self.unanswered = 0;
-        self.unanswered_reads = 0;
     }
 
     /// Stops reading and writing; the channel closes.
@@ -120,7 +90,7 @@ pub enum Read {
 }
 
 /// Reads worker `id`'s channel `fd` into the protocol; `drain`: to the end
-/// (the worker exited). Returns how it ended and how many bytes it read.
+/// (the worker exited).
 pub fn read(
     protocol: &mut Protocol,
     fds: &mut Fds,
@@ -128,19 +98,17 @@ pub fn read(
     fd: RawFd,
     buf: &mut [u8],
     drain: bool,
-) -> (Read, usize) {
+) -> Read {
     let mut reads = 0;
-    let mut total = 0;
     while drain || reads < READ_BATCH {
         reads += 1;
         let mut received = Vec::new();
         match scm::recv(fd, buf, &mut received) {
             Ok(0) => {
                 protocol.handle(Input::ChannelClosed { id });
-                return (Read::Closed, total);
+                return Read::Closed;
             }
             Ok(n) => {
-                total += n;
                 let got_fds = !received.is_empty();
                 let fds = received.into_iter().map(|f| fds.insert(f)).collect();
                 protocol.handle(Input::Received {
@@ -152,95 +120,34 @@ pub fn read(
                 // empty (a read stops early only after a message that
                 // carried descriptors), which saves the EAGAIN round trip.
                 if n < buf.len() && !got_fds && !drain {
-                    return (Read::Drained, total);
+                    return Read::Drained;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (Read::Drained, total),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Read::Drained,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
                 protocol.handle(Input::ChannelClosed { id });
-                return (Read::Closed, total);
+                return Read::Closed;
             }
         }
     }
-    (Read::More, total)
+    Read::More
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Write {
-    /// Done; `callbacks`: JavaScript's frames with a callback that were
-    /// written here without the protocol (a direct write's rest).
-    Done { callbacks: u32 },
+    /// Everything that may go now is written.
+    Done,
     /// The socket is full.
     Blocked,
     /// The channel is unusable; the caller tells the protocol.
     Failed,
 }
 
-/// The unwritten rest of a frame JavaScript began ([`super::direct`]).
-pub struct Head {
-    bytes: Vec<u8>,
-    at: usize,
-    callback: bool,
-}
-
-impl Head {
-    /// Whether JavaScript waits for a callback once it is written.
-    pub fn callback(&self) -> bool {
-        self.callback
-    }
-}
-
-/// Writes worker `id`'s pending bytes to its channel `fd` until done or the
-/// socket is full: first the rest of a frame JavaScript began, then the
-/// protocol's frames; once all are out, JavaScript may write directly again.
-pub fn write(
-    protocol: &mut Protocol,
-    fds: &Fds,
-    flow: &Flow,
-    id: u32,
-    fd: RawFd,
-    head: &mut Option<Head>,
-) -> Write {
-    let mut callbacks = 0;
-    loop {
-        if head.is_none() {
-            *head = flow.lanes.take_head(id).map(|(bytes, callback)| Head {
-                bytes,
-                at: 0,
-                callback,
-            });
-        }
-        if let Some(h) = head {
-            while h.at < h.bytes.len() {
-                match scm::send(fd, &h.bytes[h.at..], None) {
-                    Ok(n) => {
-                        h.at += n;
-                        flow.written(id, n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Write::Blocked,
-                    Err(_) => return Write::Failed,
-                }
-            }
-            if h.callback {
-                callbacks += 1;
-            }
-            *head = None;
-        }
-        match write_frames(protocol, fds, flow, id, fd) {
-            Write::Done { .. } => {}
-            other => return other,
-        }
-        // Frames held behind a handle until the worker's ACK keep the lane
-        // busy: the ACK's transmit writes them, then the lane goes idle.
-        if !protocol.outbox_idle(id) || flow.lanes.idle(id) {
-            return Write::Done { callbacks };
-        }
-    }
-}
-
-/// Writes the protocol's pending frames for worker `id`.
-fn write_frames(protocol: &mut Protocol, fds: &Fds, flow: &Flow, id: u32, fd: RawFd) -> Write {
+/// Writes the protocol's pending frames for worker `id` to its channel
+/// `fd` until done or the socket is full, telling `flow` how many of
+/// JavaScript's bytes went out.
+pub fn write(protocol: &mut Protocol, fds: &Fds, flow: &Flow, id: u32, fd: RawFd) -> Write {
     protocol.transmitting(id);
     while let Some((bytes, token)) = protocol.transmit(id) {
         let raw = match token {
@@ -260,5 +167,5 @@ fn write_frames(protocol: &mut Protocol, fds: &Fds, flow: &Flow, id: u32, fd: Ra
             Err(_) => return Write::Failed,
         }
     }
-    Write::Done { callbacks: 0 }
+    Write::Done
 }

@@ -1,8 +1,8 @@
 //! The I/O thread's loop: one future, run by a `current_thread` tokio
 //! runtime's `block_on`, that owns every source of events — JavaScript's
 //! commands, each worker's channel and pidfd, a channel's writability while
-//! a write is blocked, each listening socket accepted on — and polls them
-//! itself. Each source has its own waker ([`source`](super::source)), so a
+//! a write is blocked, each listening socket accepted on, the protocol's
+//! timers ([`Timers`], on tokio's time driver) — and polls them itself. Each source has its own waker ([`source`](super::source)), so a
 //! turn polls only the sources that woke: it feeds what they read into the
 //! protocol and performs what the protocol outputs, then writes the
 //! channels that have frames pending and hands JavaScript the turn's
@@ -21,10 +21,10 @@ use crate::core::hash::IdMap;
 use crate::core::io::accept::{Accepting, Acceptor, Conn};
 use crate::core::io::activation::Activation;
 use crate::core::io::channel::{self, Read, WorkerIo, Write, READ_BUFFER};
-use crate::core::io::express::{AWAIT_AT_MOST, QUIET_FOR, STREAMING, STREAMING_READS};
 use crate::core::io::fds::Fds;
 use crate::core::io::open::{neg_errno, open, sockname};
 use crate::core::io::source::{Source, Woken};
+use crate::core::io::timers::Timers;
 use crate::core::io::{
     procfs, sockets, spawn, sys, Command, Flow, Launches, PidFds, Sink, StatsReport, WorkerReport,
 };
@@ -34,9 +34,9 @@ use crate::core::protocol::{Input, OpenSpec, Opened, Output, Protocol};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Most message bytes in one batch for JavaScript: it decodes a batch at
 /// once, so a larger one would only make its heap grow after a busy spell
@@ -72,16 +72,12 @@ struct Driver {
     flow: Flow,
     /// Sockets passed by a service manager, used instead of binding.
     activation: Activation,
-    /// Where timer threads send their expiry.
-    timers: UnboundedSender<Command>,
+    /// The protocol's timers.
+    timers: Timers,
+    /// Timers found expired, until the protocol hears of them.
+    expired: Vec<u64>,
     shutdown: bool,
-    /// Whether the thread asked for [`IO_SLICE`] (see `fit_slice`).
-    short_slice: bool,
 }
-
-/// The time slice the I/O thread asks for while worker messages wake
-/// JavaScript: the shortest the kernel accepts.
-const IO_SLICE: Duration = Duration::from_micros(100);
 
 /// Runs the I/O thread until `Command::Shutdown` or until every sender of
 /// commands is gone.
@@ -92,9 +88,9 @@ pub fn run(
     pidfds: PidFds,
     launches: Launches,
     flow: Flow,
-    timers: UnboundedSender<Command>,
 ) {
     let woken = Woken::default();
+    let timers = Timers::new(woken.waker(Source::Timer));
     let mut driver = Driver {
         commands,
         commands_waker: woken.waker(Source::Commands),
@@ -116,8 +112,8 @@ pub fn run(
         flow,
         activation: Activation::default(),
         timers,
+        expired: Vec::new(),
         shutdown: false,
-        short_slice: false,
     };
     // The first turn polls the commands (registering their waker).
     driver.commands_waker.wake_by_ref();
@@ -129,7 +125,6 @@ pub fn run(
 impl Driver {
     /// One turn: polls the sources that woke, then ends the turn.
     fn turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.flow.express().turn_begins();
         // `queue` is empty between turns.
         self.woken.take(cx.waker(), &mut self.queue);
         // Then the sources that used up their budget last turn (rare).
@@ -142,7 +137,6 @@ impl Driver {
                 self.poll(source);
                 if self.shutdown {
                     self.end_turn();
-                    self.flow.express().turn_ends();
                     return Poll::Ready(());
                 }
             }
@@ -157,7 +151,6 @@ impl Driver {
             // Returning lets the reactor run before the rest.
             cx.waker().wake_by_ref();
         }
-        self.flow.express().turn_ends();
         Poll::Pending
     }
 
@@ -168,7 +161,17 @@ impl Driver {
             Source::Writable(id) => self.poll_writable(id),
             Source::Exit(id) => self.poll_exit(id),
             Source::Accept(listener) => self.poll_acceptor(listener),
+            Source::Timer => self.poll_timers(),
         }
+    }
+
+    fn poll_timers(&mut self) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.timers.poll(&mut expired);
+        for timer in expired.drain(..) {
+            self.input(Input::Timer { timer });
+        }
+        self.expired = expired;
     }
 
     fn poll_commands(&mut self) {
@@ -194,15 +197,8 @@ impl Driver {
     }
 
     fn command(&mut self, cmd: Command) {
-        let ordered = cmd.ordered();
-        self.perform_command(cmd);
-        if ordered {
-            self.flow.lanes.ordered_done();
-        }
-    }
-
-    fn perform_command(&mut self, cmd: Command) {
         match cmd {
+            #[cfg(test)]
             Command::Adopt {
                 id,
                 pid,
@@ -237,11 +233,6 @@ impl Driver {
                     m.insert(id, outcome);
                 }
                 ready.notify_all();
-            }
-            Command::Transmit { id } => {
-                if !self.dirty.contains(&id) {
-                    self.dirty.push(id);
-                }
             }
             Command::Send {
                 id,
@@ -283,7 +274,6 @@ impl Driver {
                 self.write_dirty();
                 let _ = done.send(());
             }
-            Command::Timer { timer } => self.input(Input::Timer { timer }),
             Command::Gate { id, open } => self.input(Input::Gate { id, open }),
             Command::Stats { usage, reply } => {
                 let _ = reply.send(self.stats(usage));
@@ -305,8 +295,7 @@ impl Driver {
             .protocol
             .counters()
             .into_iter()
-            .map(|mut counters| {
-                counters.counters.messages_out += self.flow.lanes.messages(counters.id);
+            .map(|counters| {
                 let pid = self.workers.get(&counters.id).map(|w| w.pid);
                 WorkerReport {
                     usage: pid.filter(|_| usage).and_then(|p| procfs::usage(Some(p))),
@@ -346,30 +335,11 @@ impl Driver {
                 })
             }
         };
-        // A copy for JavaScript's direct writes; without one (out of
-        // descriptors) every frame takes the I/O thread's path.
-        let copy = w
-            .channel
-            .as_ref()
-            .map(|ch| sys::dup_cloexec(ch.as_raw_fd()));
         self.workers.insert(id, w);
         self.input(Input::Adopted {
             id,
             serialization: ser,
         });
-        if let Some(Ok(copy)) = copy {
-            self.flow.lanes.open(id, copy);
-        }
-        // Another for JavaScript's wake-up; without it, the thread-safe
-        // function wakes JavaScript for this worker's messages.
-        let copy = self.workers.get(&id).and_then(|w| w.channel.as_ref());
-        if let Some(Ok(copy)) = copy.map(|ch| sys::dup_cloexec(ch.as_raw_fd())) {
-            let watched = self.flow.express().watch(id, copy).is_ok();
-            if let Some(w) = self.workers.get_mut(&id) {
-                w.watched = watched;
-            }
-            self.fit_slice();
-        }
         // First polls register the wakers.
         self.queue.push(Source::Channel(id));
         self.queue.push(Source::Exit(id));
@@ -415,38 +385,21 @@ impl Driver {
                 self.event(e);
             }
             Output::Transmit { id } => {
-                if self.protocol.handing(id) {
-                    self.quiet(id);
-                }
-                if let Some(w) = self.workers.get_mut(&id) {
-                    w.answered();
-                }
                 if !self.dirty.contains(&id) {
                     self.dirty.push(id);
-                    // Before JavaScript hears of anything that followed.
-                    self.flow.lanes.busy(id);
                 }
             }
             Output::CloseChannel { id } => {
                 self.flow.closed(id);
-                let lost = self.close_lane(id);
                 if let Some(w) = self.workers.get_mut(&id) {
                     w.close();
                 }
-                self.written(id, lost);
             }
             Output::Timer { timer, after_ms } => {
-                // Timers are rare (a listen grace): a sleeping thread each
-                // keeps the runtime free of a time driver, which would read
-                // the clock at every turn.
-                let tx = self.timers.clone();
-                let _ = std::thread::Builder::new()
-                    .name("native-cluster-timer".into())
-                    .spawn(move || {
-                        std::thread::sleep(std::time::Duration::from_millis(after_ms));
-                        let _ = tx.send(Command::Timer { timer });
-                    });
+                self.timers.start(timer, Duration::from_millis(after_ms));
+                self.queue.push(Source::Timer);
             }
+            Output::CancelTimer { timer } => self.timers.cancel(timer),
             Output::Open { bind, spec } => self.open(bind, spec),
             Output::Accept { listener, peer } => self.accept_on(listener, peer),
             Output::StopAccept { listener } => self.fds.stop_acceptor(listener),
@@ -496,11 +449,7 @@ impl Driver {
             self.hand_again = true;
         }
         let batch = std::mem::replace(&mut self.batch, rest);
-        // A JavaScript thread woken by a worker's write takes it at once;
-        // else the thread-safe function wakes it.
-        if let Some(batch) = self.flow.express().offer(batch) {
-            (self.sink)(batch);
-        }
+        (self.sink)(batch);
     }
 
     fn write_dirty(&mut self) {
@@ -532,12 +481,8 @@ impl Driver {
             &self.flow,
             id,
             ch.as_raw_fd(),
-            &mut w.head,
         ) {
-            Write::Done { callbacks } => {
-                self.written(id, callbacks);
-                self.drain();
-            }
+            Write::Done => self.drain(),
             Write::Blocked => {
                 if w.watch_writable().is_ok() {
                     self.queue.push(Source::Writable(id));
@@ -551,79 +496,7 @@ impl Driver {
         }
     }
 
-    /// Worker `id` is handed connections, or streams messages: its writes
-    /// stop waking JavaScript for a while (they would cost JavaScript a
-    /// wake-up per answer, or cut a stream into smaller batches).
-    fn quiet(&mut self, id: u32) {
-        let Some(w) = self.workers.get_mut(&id) else {
-            return;
-        };
-        let was_heard = w.quiet_until.is_none();
-        w.quiet_until = Some(Instant::now() + QUIET_FOR);
-        if was_heard {
-            self.flow.express().set_quiet(id, true);
-            self.fit_slice();
-        }
-    }
-
-    /// Whether worker `id`, of which `bytes` more were just read, streams:
-    /// more than [`STREAMING`] bytes, or [`STREAMING_READS`] reads, came
-    /// from it since the primary last had something for it. A worker that
-    /// answers the primary (a ping-pong, however fast) never does; one
-    /// that sends many messages unasked, each in its own small write as
-    /// Node writes them, soon does, and waking JavaScript for each of
-    /// those writes made it wait for the I/O thread at every one (on two
-    /// cores, with the sender running, that wait took most of the time).
-    fn streams(&mut self, id: u32, bytes: usize) -> bool {
-        if bytes == 0 {
-            return false;
-        }
-        let answers = self.flow.lanes.messages(id);
-        let Some(w) = self.workers.get_mut(&id) else {
-            return false;
-        };
-        if answers != w.answers_seen {
-            w.answers_seen = answers;
-            w.answered();
-        }
-        w.unanswered += bytes;
-        w.unanswered_reads += 1;
-        if w.unanswered <= STREAMING && w.unanswered_reads <= STREAMING_READS {
-            return false;
-        }
-        w.answered();
-        true
-    }
-
-    /// Asks for the short time slice while some worker's messages wake
-    /// JavaScript, the default otherwise. The short slice lets the thread
-    /// preempt a CPU-bound process the moment a message arrives, so that
-    /// on a loaded machine a message is not late by that process's whole
-    /// slice (0.7–3 ms, by core count). While every worker is being handed
-    /// connections (or streams), the default slice keeps workers from
-    /// being preempted by every handoff: there it cost throughput and,
-    /// when workers crash, requests.
-    fn fit_slice(&mut self) {
-        let want = self
-            .workers
-            .values()
-            .any(|w| w.watched && w.quiet_until.is_none());
-        if want != self.short_slice {
-            self.short_slice = want;
-            // Best effort: a kernel without custom slices keeps its own.
-            let _ = sys::request_slice(if want { IO_SLICE } else { Duration::ZERO });
-        }
-    }
-
     fn poll_channel(&mut self, id: u32) {
-        if let Some(w) = self.workers.get_mut(&id) {
-            let expired = w.quiet_until.is_some_and(|t| Instant::now() >= t);
-            if expired && !self.protocol.handing(id) {
-                w.quiet_until = None;
-                self.flow.express().set_quiet(id, false);
-                self.fit_slice();
-            }
-        }
         loop {
             let Some(w) = self.workers.get(&id) else {
                 return;
@@ -632,30 +505,22 @@ impl Driver {
                 return;
             };
             let mut cx = Context::from_waker(&w.read_waker);
-            let (read, bytes) = match ch.poll_read_ready(&mut cx) {
+            let read = match ch.poll_read_ready(&mut cx) {
                 Poll::Pending => return,
                 Poll::Ready(Err(_)) => {
                     self.input(Input::ChannelClosed { id });
                     return;
                 }
                 Poll::Ready(Ok(mut guard)) => {
-                    // Only a read that will happen waits for JavaScript.
-                    if w.quiet_until.is_none() {
-                        self.flow.express().await_js(AWAIT_AT_MOST);
-                    }
                     let fd = ch.as_raw_fd();
                     let buf = &mut self.read_buf;
-                    let (read, bytes) =
-                        channel::read(&mut self.protocol, &mut self.fds, id, fd, buf, false);
+                    let read = channel::read(&mut self.protocol, &mut self.fds, id, fd, buf, false);
                     if read == Read::Drained {
                         guard.clear_ready();
                     }
-                    (read, bytes)
+                    read
                 }
             };
-            if self.streams(id, bytes) {
-                self.quiet(id);
-            }
             self.drain();
             match read {
                 // Again, to register the waker (or stop if now paused).
@@ -681,8 +546,7 @@ impl Driver {
                 Poll::Ready(Err(_)) => Write::Failed,
                 Poll::Ready(Ok(mut guard)) => {
                     let fd = ch.as_raw_fd();
-                    let (protocol, fds, flow) = (&mut self.protocol, &self.fds, &self.flow);
-                    let s = channel::write(protocol, fds, flow, id, fd, &mut w.head);
+                    let s = channel::write(&mut self.protocol, &self.fds, &self.flow, id, fd);
                     if s == Write::Blocked {
                         guard.clear_ready();
                     }
@@ -692,11 +556,10 @@ impl Driver {
             match status {
                 // Again, to register the waker.
                 Write::Blocked => self.drain(),
-                Write::Done { callbacks } => {
+                Write::Done => {
                     if let Some(w) = self.workers.get_mut(&id) {
                         w.writable = None;
                     }
-                    self.written(id, callbacks);
                     return self.drain();
                 }
                 Write::Failed => return self.input(Input::ChannelClosed { id }),
@@ -739,40 +602,14 @@ impl Driver {
         }
         // Everything the worker wrote before dying is already in the socket:
         // deliver it, then the disconnect, then the exit.
-        let lost = self.close_lane(id);
         if let Some(w) = self.workers.remove(&id) {
             if let Some(ch) = &w.channel {
                 let (buf, fd) = (&mut self.read_buf, ch.as_raw_fd());
                 channel::read(&mut self.protocol, &mut self.fds, id, fd, buf, true);
             }
         }
-        self.written(id, lost);
         self.drain();
         self.input(Input::Exited { id, status });
-    }
-
-    /// `callbacks` of JavaScript's frames that did not pass through the
-    /// protocol (the rest of a direct write) are written: JavaScript calls
-    /// their callbacks.
-    fn written(&mut self, id: u32, callbacks: u32) {
-        if callbacks > 0 {
-            self.event(Event::Written { id, callbacks });
-        }
-    }
-
-    /// Worker `id`'s channel closes: no more direct writes, and the rest of
-    /// one still unsent (in its lane, or taken by the I/O thread) is lost.
-    /// Returns the callbacks that still run for it, as Node runs one for a
-    /// write that never happens.
-    fn close_lane(&mut self, id: u32) -> u32 {
-        self.flow.express().unwatch(id);
-        let mut lost = self.flow.lanes.close(id);
-        if let Some(w) = self.workers.get_mut(&id) {
-            w.watched = false;
-            lost |= w.head.take().is_some_and(|h| h.callback());
-        }
-        self.fit_slice();
-        u32::from(lost)
     }
 
     fn accept_on(&mut self, listener: FdId, peer: bool) {

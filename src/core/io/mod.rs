@@ -4,14 +4,19 @@
 //! listening sockets, pidfds — and spawns the workers. It decides nothing:
 //! it reads, feeds the protocol, and does what the protocol says.
 //!
+//! The I/O thread is the only thread that reads or writes a worker's
+//! channel. JavaScript reaches it only through [`Command`]s, queued in the
+//! order it sends them (so frames reach a worker in that order), and hears
+//! from it only through the batches of events handed to the [`Sink`] (so
+//! events reach JavaScript in the order the channels delivered them).
+//!
 //! This module is its public face: [`Primary`] starts the thread and feeds
 //! it [`Command`]s from JavaScript. `driver` is the loop: one future under
 //! `block_on` that owns and polls every source itself, no spawned tasks;
 //! `source` names the sources and gives each a waker, so a turn polls only
-//! those that woke; `channel` reads and writes a worker's channel, `direct`
-//! lets JavaScript write to an idle one itself, `express` wakes JavaScript
-//! on a worker's write and hands it the I/O thread's batch, `accept`
-//! accepts on a listening socket; `fds` is the table of descriptor tokens
+//! those that woke; `timers` holds the protocol's timers behind one tokio
+//! `Sleep`; `channel` reads and writes a worker's channel, `accept` accepts
+//! on a listening socket; `fds` is the table of descriptor tokens
 //! (listening sockets hold their acceptor there); `activation` the sockets
 //! a service manager passed; `procfs` the `/proc` figures of `stats()`;
 //! `sockets`/`scm`/`sys` are the syscalls, `spawn` the fork/exec path.
@@ -19,9 +24,7 @@
 mod accept;
 mod activation;
 mod channel;
-pub mod direct;
 mod driver;
-pub mod express;
 mod fds;
 mod open;
 pub mod procfs;
@@ -30,6 +33,7 @@ pub mod sockets;
 mod source;
 pub mod spawn;
 pub mod sys;
+mod timers;
 
 use crate::core::codec::framing::Serialization;
 use crate::core::hash::IdMap;
@@ -37,8 +41,6 @@ use crate::core::protocol::backlog::Backlog;
 use crate::core::protocol::balance::Policy;
 use crate::core::protocol::counters::WorkerCounters;
 use crate::core::protocol::event::Event;
-use direct::{Direct, Lanes};
-use express::Express;
 use spawn::{ChildEnds, Prepared, SpawnError, SpawnSpec};
 use std::io;
 use std::os::fd::OwnedFd;
@@ -81,17 +83,12 @@ pub type Launches = Arc<(Mutex<IdMap<u32, Result<i32, i32>>>, Condvar)>;
 /// time: later events join the next batch meanwhile, so a busy JavaScript
 /// thread faces one large batch, not a queue of small ones), and how many
 /// bytes of `worker.send()` are not yet written (what `send()`'s return
-/// value reports, as Node's `writeQueueSize` does); and the lanes through
-/// which JavaScript writes to an idle channel itself ([`direct`]), and the
-/// wake-up through which it takes a batch without the I/O thread waking it
-/// ([`express`]).
+/// value reports, as Node's `writeQueueSize` does).
 #[derive(Clone, Default)]
 pub struct Flow {
     backlog: Arc<Mutex<Backlog>>,
     batches: Arc<Mutex<Batches>>,
     unwritten: Arc<Mutex<IdMap<u32, usize>>>,
-    lanes: Arc<Lanes>,
-    express: Arc<Express>,
     /// One batch at a time: the consumer reports each taken batch
     /// ([`Flow::batch_taken`]) and sends `Command::Deliver` when told to.
     /// Without (`Flow::default()`), every turn's batch goes at once.
@@ -149,16 +146,6 @@ impl Flow {
             b.held = true;
         }
         true
-    }
-
-    /// Whether a batch was handed to JavaScript and not yet taken.
-    pub fn batch_out(&self) -> bool {
-        self.batches.lock().is_ok_and(|b| b.out)
-    }
-
-    /// The wake-up of JavaScript on worker channels.
-    pub fn express(&self) -> &Express {
-        &self.express
     }
 
     /// JavaScript takes a batch: whether the I/O thread holds the next one.
@@ -223,7 +210,8 @@ impl Flow {
 
 #[derive(Debug)]
 pub enum Command {
-    /// Take over a freshly spawned worker's channel and exit notification.
+    /// Take over a channel and exit notification (tests: a fake worker).
+    #[cfg(test)]
     Adopt {
         id: u32,
         pid: i32,
@@ -239,11 +227,6 @@ pub enum Command {
         channel: OwnedFd,
         child: ChildEnds,
         serialization: Serialization,
-    },
-    /// JavaScript began a frame on worker `id`'s channel itself and left
-    /// the rest in its lane ([`direct`]): write it.
-    Transmit {
-        id: u32,
     },
     /// A complete frame from JavaScript, optionally carrying a descriptor
     /// (then the frame is a `NODE_HANDLE` envelope).
@@ -290,10 +273,6 @@ pub enum Command {
         id: u32,
         open: bool,
     },
-    /// A protocol timer expired (sent by its timer thread).
-    Timer {
-        timer: u64,
-    },
     /// JavaScript took the last batch of events: hand it the next.
     Deliver,
     /// JavaScript listened for [`Event::Listen`] `bind`: the listening
@@ -306,20 +285,6 @@ pub enum Command {
     /// about to exit and queued frames would otherwise be lost).
     Flush(crossbeam_channel::Sender<()>),
     Shutdown,
-}
-
-impl Command {
-    /// Whether the command can put bytes on a worker's channel: until the
-    /// I/O thread has done it, JavaScript writes nothing directly.
-    fn ordered(&self) -> bool {
-        matches!(
-            self,
-            Command::Send { .. }
-                | Command::Disconnect { .. }
-                | Command::CloseChannel { .. }
-                | Command::Listened { .. }
-        )
-    }
 }
 
 #[derive(Debug)]
@@ -368,17 +333,18 @@ impl Primary {
         // so it is built on its own thread; startup errors come back over
         // `ready`.
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<()>>(1);
-        let (p, l, f, t) = (pidfds.clone(), launches.clone(), flow.clone(), tx.clone());
+        let (p, l, f) = (pidfds.clone(), launches.clone(), flow.clone());
         let thread = std::thread::Builder::new()
             .name("native-cluster-io".into())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_io()
+                    .enable_time()
                     .build();
                 match runtime {
                     Ok(runtime) => {
                         let _ = ready_tx.send(Ok(()));
-                        driver::run(&runtime, rx, Box::new(sink), p, l, f, t);
+                        driver::run(&runtime, rx, Box::new(sink), p, l, f);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -401,16 +367,11 @@ impl Primary {
     }
 
     pub fn command(&self, cmd: Command) -> Result<(), CoreError> {
-        if cmd.ordered() {
-            self.flow.lanes.ordered_sent();
-        }
         self.tx.send(cmd).map_err(|_| CoreError::Stopped)
     }
 
-    /// Sends a frame of `worker.send()`: written here and now when nothing
-    /// else is on its way to that worker and `direct` allows it (then 0 is
-    /// returned and the callback, if any, is the caller's to call), else
-    /// queued for the I/O thread. Returns how many bytes of JavaScript's
+    /// Queues a frame of `worker.send()` for the I/O thread, behind every
+    /// command sent before it. Returns how many bytes of JavaScript's
     /// frames to that worker are not yet written, this one included.
     pub fn send(
         &self,
@@ -418,22 +379,8 @@ impl Primary {
         frame: Vec<u8>,
         fd: Option<OwnedFd>,
         callback: bool,
-        direct: bool,
     ) -> Result<usize, CoreError> {
-        let frame = if direct && fd.is_none() {
-            match self.flow.lanes.write(id, frame, callback) {
-                Direct::Written => return Ok(0),
-                Direct::Begun { rest } => {
-                    let queued = self.flow.sending(id, rest);
-                    self.command(Command::Transmit { id })?;
-                    return Ok(queued.max(1));
-                }
-                Direct::NotNow(frame) => frame,
-            }
-        } else {
-            frame
-        };
-        let queued = self.flow.sending(id, frame.len()).max(1);
+        let queued = self.flow.sending(id, frame.len());
         self.command(Command::Send {
             id,
             frame,

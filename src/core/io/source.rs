@@ -1,6 +1,7 @@
 //! The driver's event sources and how they wake it. The driver is one
 //! future; every source it polls (the command queue, a worker's channel,
-//! its writability while a write is blocked, its exit, a listening socket)
+//! its writability while a write is blocked, its exit, a listening socket,
+//! the timers)
 //! is polled with a waker of its own, which records the [`Source`] in a
 //! shared list ([`Woken`]) before waking the driver. A turn then polls only
 //! the sources that woke, however many there are.
@@ -28,6 +29,8 @@ pub enum Source {
     Exit(u32),
     /// A listening socket may have connections to accept.
     Accept(FdId),
+    /// The earliest protocol timer may have expired.
+    Timer,
 }
 
 #[derive(Default)]

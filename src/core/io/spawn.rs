@@ -10,7 +10,6 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::time::Duration;
 
 /// What one stdio slot of the child is connected to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,7 +223,7 @@ fn spawn_fast(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, SpawnEr
 
     // SAFETY: fork itself is a plain syscall. In the child only
     // async-signal-safe calls run (sigaction, sigprocmask, setsid,
-    // sched_setattr, dup2, close, chdir, execve, _exit) on data prepared above, with no
+    // dup2, close, chdir, execve, _exit) on data prepared above, with no
     // allocation, so locks held by other threads of the parent at fork
     // time cannot bite.
     unsafe {
@@ -250,8 +249,6 @@ fn spawn_fast(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, SpawnEr
         if detached && libc::setsid() < 0 {
             libc::_exit(127);
         }
-        // Not the I/O thread's short time slice: the kernel's default.
-        let _ = sys::request_slice(Duration::ZERO);
         for (i, (_, src)) in moves.iter().enumerate() {
             if libc::dup2(*src, base + i as RawFd) < 0 {
                 libc::_exit(127);
@@ -291,14 +288,13 @@ fn spawn_forked(spec: &SpawnSpec, moves: &[(RawFd, RawFd)]) -> Result<i32, Spawn
     let base = lift_base(&moves);
     let detached = spec.detached;
     // SAFETY: the closure runs in the forked child before exec and only
-    // calls async-signal-safe setsid/sched_setattr/dup2/close; it
+    // calls async-signal-safe setsid/dup2/close; it
     // allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             if detached && libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
-            let _ = sys::request_slice(Duration::ZERO);
             for (i, (_, src)) in moves.iter().enumerate() {
                 if libc::dup2(*src, base + i as RawFd) < 0 {
                     return Err(io::Error::last_os_error());

@@ -60,6 +60,7 @@ impl Backlog {
         false
     }
 
+    #[cfg(test)]
     pub fn is_paused(&self, id: u32) -> bool {
         self.workers.get(&id).is_some_and(|w| w.paused)
     }

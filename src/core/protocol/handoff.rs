@@ -266,7 +266,11 @@ impl Protocol {
 
     /// The first worker after a server's last one left: accepting resumes.
     pub(crate) fn resume_after_grace(&mut self, s: &mut AcceptingServer) {
-        if s.grace.take().is_some() && !s.throttled {
+        let Some(timer) = s.grace.take() else {
+            return;
+        };
+        self.cancel_timer(timer);
+        if !s.throttled {
             self.emit(Output::Accept {
                 listener: s.listener.id(),
                 peer: matches!(s.balancer, Balancer::Sticky(_)),

@@ -173,9 +173,12 @@ pub enum Output {
     StopAccept { listener: FdId },
     /// Close a descriptor token: nothing in the protocol refers to it.
     Close { fd: FdId },
-    /// Answer with `Input::Timer { timer }` after `after_ms` milliseconds.
-    /// Never cancelled: the protocol ignores a timer it no longer needs.
+    /// Answer with `Input::Timer { timer }` after `after_ms` milliseconds,
+    /// unless cancelled first.
     Timer { timer: u64, after_ms: u64 },
+    /// The timer is no longer needed: forget it (an `Input::Timer` for it
+    /// that crossed this output is ignored).
+    CancelTimer { timer: u64 },
 }
 
 /// What a timer is for.
@@ -301,6 +304,13 @@ impl Protocol {
         timer
     }
 
+    /// Forgets a timer started with [`Self::start_timer`].
+    pub(crate) fn cancel_timer(&mut self, timer: u64) {
+        if self.timers.remove(&timer).is_some() {
+            self.emit(Output::CancelTimer { timer });
+        }
+    }
+
     /// The next thing to do, until `None`.
     pub fn poll_output(&mut self) -> Option<Output> {
         if let Some(o) = self.outputs.pop_front() {
@@ -324,20 +334,6 @@ impl Protocol {
         }
         // Re-borrowed: the closing branch above needed `self` whole.
         self.workers.get_mut(&id)?.outbox.transmit()
-    }
-
-    /// Whether worker `id`'s outbox is empty and no handle it carried waits
-    /// for the worker's ACK (frames after a handle wait for that ACK, so
-    /// nothing may pass them).
-    pub fn outbox_idle(&self, id: u32) -> bool {
-        self.workers.get(&id).is_none_or(|w| w.outbox.is_idle())
-    }
-
-    /// Whether connections handed to worker `id` wait for its answer.
-    pub fn handing(&self, id: u32) -> bool {
-        self.workers
-            .get(&id)
-            .is_some_and(|w| !w.handoffs.is_empty())
     }
 
     /// `n` bytes of what [`Self::transmit`] returned were written; returns
@@ -552,6 +548,17 @@ impl Protocol {
         for (listener, key) in &self.servers.listeners {
             if !self.servers.by_key.contains_key(&**key) {
                 return Err(format!("listener {listener:?} for a closed server {key}"));
+            }
+        }
+        // A running timer belongs to a server in its grace, and only to it.
+        for (timer, what) in &self.timers {
+            let TimerFor::Grace { key } = what;
+            let graced = matches!(
+                self.servers.by_key.get(key.as_str()).map(|e| &e.server),
+                Some(servers::Server::Accepting(s)) if s.grace == Some(*timer)
+            );
+            if !graced {
+                return Err(format!("timer {timer} runs for {key}, not in its grace"));
             }
         }
         Ok(())

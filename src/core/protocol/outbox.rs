@@ -124,6 +124,7 @@ impl Outbox {
     }
 
     /// Bytes are waiting for the socket to become writable.
+    #[cfg(test)]
     pub fn wants_write(&self) -> bool {
         self.current.is_some()
             || !self.priority.is_empty()

@@ -395,6 +395,9 @@ impl Protocol {
                     listener: s.listener.id(),
                 });
                 // In its listen grace nobody holds it: it just closes.
+                if let Some(timer) = s.grace.take() {
+                    self.cancel_timer(timer);
+                }
                 if s.balancer.is_empty() {
                     return;
                 }

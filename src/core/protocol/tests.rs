@@ -138,6 +138,13 @@ impl Sim {
                 }
                 Output::Open { bind, spec } => self.opens.push((bind, spec)),
                 Output::Timer { timer, after_ms } => self.timers.push((timer, after_ms)),
+                Output::CancelTimer { timer } => {
+                    let at = self.timers.iter().position(|&(t, _)| t == timer);
+                    let at = at.unwrap_or_else(|| {
+                        panic!("timer {timer} cancelled twice or never asked for")
+                    });
+                    self.timers.remove(at);
+                }
                 Output::Accept { listener, .. } => {
                     assert!(
                         self.live.contains(&listener),
@@ -558,9 +565,13 @@ fn with_a_listen_grace_a_server_outlives_its_last_worker_for_the_next_one() {
     sim.wires.get_mut(&2).expect("wire").frames = frames.into_iter().skip(1).collect();
     assert_eq!(answer_newconn(&mut sim, 2, true), handed);
     assert_eq!(answer_newconn(&mut sim, 2, true), queued);
-    // The grace's timer comes later and changes nothing.
-    sim.fire_timer();
+    // The grace's timer is cancelled: it never fires.
+    assert!(sim.timers.is_empty(), "{:?}", sim.timers);
+    assert!(sim.p.timers.is_empty());
+    // A timer that crossed its cancellation changes nothing.
+    sim.input(Input::Timer { timer: 0 });
     assert!(sim.live.contains(&listener));
+    assert!(sim.accepting.contains(&listener));
 }
 
 #[test]
