@@ -32,10 +32,12 @@ function signalName(signo) {
   return signalNames[signo];
 }
 
-function errnoException(errno, syscall) {
-  const code = Object.entries(lib.os.constants.errno).find(([, n]) => n === errno)?.[0] || 'UNKNOWN';
+// Node's error for a failed system call, from the errno's name (the
+// binding's errors carry it as `code`).
+function errnoException(code, syscall) {
+  const errno = lib.os.constants.errno[code];
   const err = new Error(`${syscall} ${code}`);
-  err.errno = -errno;
+  err.errno = errno === undefined ? undefined : -errno;
   err.code = code;
   err.syscall = syscall;
   return err;
@@ -96,9 +98,16 @@ class WorkerProcess extends EventEmitter {
   // the I/O thread's fork on first call only.
   _osPid() {
     if (this._launching) {
+      let pid;
+      try {
+        pid = native.pid(this._id);
+      } catch (err) {
+        // Not forked yet after the wait: ask again next time.
+        if (err.code === 'ERR_NATIVE_CLUSTER_TIMEOUT') return undefined;
+        throw err;
+      }
       this._launching = false;
-      const r = native.pid(this._id);
-      if (r.pid != null) this._pid = r.pid;
+      if (pid != null) this._pid = pid;
     }
     return this._pid;
   }
@@ -141,24 +150,24 @@ class WorkerProcess extends EventEmitter {
     liveness.hold();
   }
 
-  // The I/O thread could not start the process.
-  _launchFailed(errno) {
+  // The I/O thread could not start the process (`code`: the errno's name).
+  _launchFailed(code) {
     this._launching = false;
     this.connected = false;
     this.channel = null;
     this._channelOpen = false;
     this._exited = true;
     if (this._refed) liveness.release();
-    this._spawnFailed(errno);
+    this._spawnFailed(code);
   }
 
-  _spawnFailed(errno) {
+  _spawnFailed(code) {
     this._settlePid();
-    const err = errnoException(errno, `spawn ${this.spawnfile}`);
+    const err = errnoException(code, `spawn ${this.spawnfile}`);
     err.path = this.spawnfile;
     err.spawnargs = this.spawnargs.slice(1);
     process.nextTick(() => {
-      this.exitCode = -errno;
+      this.exitCode = err.errno;
       this.emit('error', err);
     });
   }
@@ -253,16 +262,17 @@ class WorkerProcess extends EventEmitter {
   kill(sig) {
     const signal = sig === 0 ? 0 : convertSignal(sig === undefined ? 'SIGTERM' : sig);
     if (this._exited || this._osPid() === undefined) return false;
-    const err = native.kill(this._id, signal);
-    if (err === 0) {
-      this.killed = true;
-      return true;
+    try {
+      native.kill(this._id, signal);
+    } catch (err) {
+      if (err.code === 'ESRCH') return false;
+      const ex = errnoException(err.code, 'kill');
+      if (err.code === 'EINVAL' || err.code === 'ENOSYS') throw ex;
+      this.emit('error', ex);
+      return false;
     }
-    if (err === lib.os.constants.errno.ESRCH) return false;
-    const ex = errnoException(err, 'kill');
-    if (err === lib.os.constants.errno.EINVAL || err === lib.os.constants.errno.ENOSYS) throw ex;
-    this.emit('error', ex);
-    return false;
+    this.killed = true;
+    return true;
   }
 
   ref() {
@@ -337,7 +347,8 @@ class WorkerProcess extends EventEmitter {
     let message;
     try {
       message = this._codec.decode(data);
-    } catch {
+    } catch (err) {
+      this._badMessage(err);
       return;
     }
     this.emit('internalMessage', message);

@@ -26,7 +26,8 @@ use crate::core::io::open::{neg_errno, open, sockname};
 use crate::core::io::source::{Source, Woken};
 use crate::core::io::timers::Timers;
 use crate::core::io::{
-    procfs, sockets, spawn, sys, Command, Flow, Launches, PidFds, Sink, StatsReport, WorkerReport,
+    lock, procfs, sockets, spawn, sys, Command, Flow, Launches, PidFds, Sink, StatsReport,
+    WorkerReport,
 };
 use crate::core::protocol::event::{Event, ExitStatus};
 use crate::core::protocol::fd::FdId;
@@ -229,9 +230,7 @@ impl Driver {
                     }
                 };
                 let (map, ready) = &*self.launches;
-                if let Ok(mut m) = map.lock() {
-                    m.insert(id, outcome);
-                }
+                lock(map).insert(id, outcome);
                 ready.notify_all();
             }
             Command::Send {
@@ -320,9 +319,7 @@ impl Driver {
 
     fn adopt(&mut self, id: u32, pid: i32, pidfd: OwnedFd, channel: OwnedFd, ser: Serialization) {
         let pidfd = Arc::new(pidfd);
-        if let Ok(mut map) = self.pidfds.lock() {
-            map.insert(id, pidfd.clone());
-        }
+        lock(&self.pidfds).insert(id, pidfd.clone());
         // Registration fails only when the kernel is out of memory; the
         // worker is then unusable and reported as such.
         let w = match WorkerIo::new(id, pid, channel, pidfd, &self.woken) {
@@ -597,9 +594,7 @@ impl Driver {
     }
 
     fn exited(&mut self, id: u32, status: ExitStatus) {
-        if let Ok(mut map) = self.pidfds.lock() {
-            map.remove(&id);
-        }
+        lock(&self.pidfds).remove(&id);
         // Everything the worker wrote before dying is already in the socket:
         // deliver it, then the disconnect, then the exit.
         if let Some(w) = self.workers.remove(&id) {

@@ -25,6 +25,7 @@ mod accept;
 mod activation;
 mod channel;
 mod driver;
+mod error;
 mod fds;
 mod open;
 pub mod procfs;
@@ -41,7 +42,8 @@ use crate::core::protocol::backlog::Backlog;
 use crate::core::protocol::balance::Policy;
 use crate::core::protocol::counters::WorkerCounters;
 use crate::core::protocol::event::Event;
-use spawn::{ChildEnds, Prepared, SpawnError, SpawnSpec};
+pub use error::{errno_name, lock, CoreError};
+use spawn::{ChildEnds, Prepared, SpawnSpec};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Condvar, Mutex};
@@ -115,7 +117,7 @@ impl Flow {
     /// `bytes` of worker `id`'s data now wait for JavaScript: `true` when
     /// reading that worker must pause.
     fn waiting(&self, id: u32, bytes: usize) -> bool {
-        bytes > 0 && self.backlog.lock().is_ok_and(|mut b| b.queued(id, bytes))
+        bytes > 0 && lock(&self.backlog).queued(id, bytes)
     }
 
     /// Whether the I/O thread may hand JavaScript a batch now; if not, it
@@ -124,9 +126,7 @@ impl Flow {
         if !self.paced {
             return true;
         }
-        let Ok(mut b) = self.batches.lock() else {
-            return true;
-        };
+        let mut b = lock(&self.batches);
         if b.out {
             b.held = true;
             false
@@ -142,17 +142,13 @@ impl Flow {
         if !self.paced {
             return false;
         }
-        if let Ok(mut b) = self.batches.lock() {
-            b.held = true;
-        }
+        lock(&self.batches).held = true;
         true
     }
 
     /// JavaScript takes a batch: whether the I/O thread holds the next one.
     pub fn batch_taken(&self) -> bool {
-        let Ok(mut b) = self.batches.lock() else {
-            return false;
-        };
+        let mut b = lock(&self.batches);
         b.out = false;
         std::mem::take(&mut b.held)
     }
@@ -161,15 +157,11 @@ impl Flow {
     /// any. A worker's exit ends its accounting.
     pub fn delivered<F>(&self, event: &Event<F>) -> Option<u32> {
         let id = event.worker()?;
-        let Ok(mut backlog) = self.backlog.lock() else {
-            return None;
-        };
+        let mut backlog = lock(&self.backlog);
         match event {
             Event::Exit { .. } | Event::SpawnFailed { .. } => {
                 backlog.forget(id);
-                if let Ok(mut unwritten) = self.unwritten.lock() {
-                    unwritten.remove(&id);
-                }
+                lock(&self.unwritten).remove(&id);
                 None
             }
             e => backlog.delivered(id, e.data_len()).then_some(id),
@@ -178,14 +170,10 @@ impl Flow {
 
     /// JavaScript queues `bytes` for worker `id`: the total not yet written.
     fn sending(&self, id: u32, bytes: usize) -> usize {
-        match self.unwritten.lock() {
-            Ok(mut m) => {
-                let n = m.entry(id).or_default();
-                *n += bytes;
-                *n
-            }
-            Err(_) => 0,
-        }
+        let mut m = lock(&self.unwritten);
+        let n = m.entry(id).or_default();
+        *n += bytes;
+        *n
     }
 
     /// The I/O thread wrote `bytes` of JavaScript's frames to worker `id`.
@@ -193,18 +181,14 @@ impl Flow {
         if bytes == 0 {
             return;
         }
-        if let Ok(mut m) = self.unwritten.lock() {
-            if let Some(n) = m.get_mut(&id) {
-                *n = n.saturating_sub(bytes);
-            }
+        if let Some(n) = lock(&self.unwritten).get_mut(&id) {
+            *n = n.saturating_sub(bytes);
         }
     }
 
     /// Worker `id`'s channel closed: nothing of it will be written.
     fn closed(&self, id: u32) {
-        if let Ok(mut m) = self.unwritten.lock() {
-            m.remove(&id);
-        }
+        lock(&self.unwritten).remove(&id);
     }
 }
 
@@ -287,32 +271,6 @@ pub enum Command {
     Shutdown,
 }
 
-#[derive(Debug)]
-pub enum CoreError {
-    /// The I/O thread has stopped; nothing can be delivered.
-    Stopped,
-    Io(io::Error),
-    Spawn(SpawnError),
-}
-
-impl std::fmt::Display for CoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CoreError::Stopped => write!(f, "the cluster I/O thread is not running"),
-            CoreError::Io(e) => write!(f, "{e}"),
-            CoreError::Spawn(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for CoreError {}
-
-impl From<io::Error> for CoreError {
-    fn from(e: io::Error) -> Self {
-        CoreError::Io(e)
-    }
-}
-
 pub struct Primary {
     tx: UnboundedSender<Command>,
     flow: Flow,
@@ -350,8 +308,12 @@ impl Primary {
                         let _ = ready_tx.send(Err(e));
                     }
                 }
-            })?;
-        ready_rx.recv().map_err(|_| CoreError::Stopped)??;
+            })
+            .map_err(|e| CoreError::io("cannot start the cluster I/O thread", e))?;
+        ready_rx
+            .recv()
+            .map_err(|_| CoreError::Stopped)?
+            .map_err(|e| CoreError::io("cannot start the cluster I/O runtime", e))?;
         Ok(Primary {
             tx,
             flow,
@@ -400,7 +362,7 @@ impl Primary {
     ) -> Result<StatsReport, CoreError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.command(Command::Stats { usage, reply: tx })?;
-        rx.recv_timeout(timeout).map_err(|_| CoreError::Stopped)
+        answer(rx, timeout, "gather stats")
     }
 
     /// Waits (at most `timeout`) until the I/O thread has written every
@@ -408,7 +370,7 @@ impl Primary {
     pub fn flush(&self, timeout: std::time::Duration) -> Result<(), CoreError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.command(Command::Flush(tx))?;
-        rx.recv_timeout(timeout).map_err(|_| CoreError::Stopped)
+        answer(rx, timeout, "flush")
     }
 
     /// Lays out a worker's descriptors here and has the I/O thread fork it:
@@ -435,27 +397,42 @@ impl Primary {
         Ok(pipes)
     }
 
-    /// The pid of a launched worker, or its spawn errno; waits (at most
-    /// `timeout`) for the I/O thread to have forked it. Answers once.
-    pub fn pid(&self, id: u32, timeout: std::time::Duration) -> Option<Result<i32, i32>> {
+    /// The pid of a launched worker (`None`: the launch failed, and
+    /// `Event::SpawnFailed` says why); waits (at most `timeout`) for the
+    /// I/O thread to have forked it. Answers once.
+    pub fn pid(&self, id: u32, timeout: std::time::Duration) -> Result<Option<i32>, CoreError> {
         let (map, ready) = &*self.launches;
-        let guard = map.lock().ok()?;
         let (mut guard, _) = ready
-            .wait_timeout_while(guard, timeout, |m| !m.contains_key(&id))
-            .ok()?;
-        guard.remove(&id)
+            .wait_timeout_while(lock(map), timeout, |m| !m.contains_key(&id))
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match guard.remove(&id) {
+            Some(outcome) => Ok(outcome.ok()),
+            None => Err(CoreError::TimedOut {
+                what: "start the worker",
+            }),
+        }
     }
 
     /// Signals a live worker. `ESRCH` once it has been reaped.
-    pub fn kill(&self, id: u32, signal: i32) -> io::Result<()> {
-        let pidfd = self
-            .pidfds
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&id).cloned())
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
-        sys::pidfd_send_signal(&pidfd, signal)
+    pub fn kill(&self, id: u32, signal: i32) -> Result<(), CoreError> {
+        let pidfd = lock(&self.pidfds)
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| CoreError::io("kill", io::Error::from_raw_os_error(libc::ESRCH)))?;
+        sys::pidfd_send_signal(&pidfd, signal).map_err(|e| CoreError::io("kill", e))
     }
+}
+
+/// The I/O thread's answer to a request, or why there is none.
+fn answer<T>(
+    rx: crossbeam_channel::Receiver<T>,
+    timeout: std::time::Duration,
+    what: &'static str,
+) -> Result<T, CoreError> {
+    rx.recv_timeout(timeout).map_err(|e| match e {
+        crossbeam_channel::RecvTimeoutError::Timeout => CoreError::TimedOut { what },
+        crossbeam_channel::RecvTimeoutError::Disconnected => CoreError::Stopped,
+    })
 }
 
 impl Drop for Primary {
@@ -505,6 +482,27 @@ mod tests {
             })
             .expect("adopt");
         (primary, theirs, rx)
+    }
+
+    /// A request the I/O thread does not answer in time says it timed out;
+    /// one it can no longer answer says it stopped.
+    #[test]
+    fn a_late_answer_is_a_timeout_and_a_lost_one_a_stop() {
+        let (_tx, rx) = crossbeam_channel::bounded::<()>(1);
+        let late = answer(rx, Duration::from_millis(1), "flush").unwrap_err();
+        assert_eq!(late.code(), "ERR_NATIVE_CLUSTER_TIMEOUT");
+        assert_eq!(
+            late.to_string(),
+            "the cluster I/O thread did not flush in time"
+        );
+        let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+        drop(tx);
+        let lost = answer(rx, Duration::from_secs(5), "flush").unwrap_err();
+        assert_eq!(lost.code(), "ERR_NATIVE_CLUSTER_STOPPED");
+        let (primary, _peer, _rx) = primary_with_fake_worker();
+        let unknown = primary.pid(99, Duration::from_millis(1)).unwrap_err();
+        assert_eq!(unknown.code(), "ERR_NATIVE_CLUSTER_TIMEOUT");
+        assert_eq!(primary.kill(99, 0).unwrap_err().code(), "ESRCH");
     }
 
     /// Many frames queued from another thread in a burst all reach the
