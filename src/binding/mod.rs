@@ -14,14 +14,17 @@
 //! (`errorCode`). No call holds the binding's state lock while it waits
 //! for the I/O thread.
 
+mod events;
 pub mod stats;
 
 use crate::core::codec::framing::Serialization;
 use crate::core::io::spawn::{SpawnSpec, StdioSlot};
 use crate::core::io::Command;
-use crate::core::io::{errno_name, lock, CoreError, Flow, Primary};
+use crate::core::io::{lock, CoreError, Flow, Primary};
 use crate::core::protocol::balance::Policy;
-use crate::core::protocol::event::{Event, ExitStatus};
+use crate::core::protocol::event::Event;
+use crate::core::protocol::Input;
+use events::JsEvent;
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
@@ -30,7 +33,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 
 use std::sync::{Arc, Mutex};
 
-type EventFn = ThreadsafeFunction<Vec<Event<OwnedFd>>, (), Vec<RawEvent>, Status, false, true>;
+type EventFn = ThreadsafeFunction<Vec<Event>, (), Vec<JsEvent>, Status, false, true>;
 
 pub(crate) struct State {
     pub(crate) primary: Primary,
@@ -67,133 +70,9 @@ pub(crate) fn state() -> Fallible<Arc<State>> {
         .ok_or_else(|| core_err(CoreError::Stopped))
 }
 
-/// One event as JavaScript sees it.
-#[napi(object)]
-pub struct RawEvent {
-    pub kind: String,
-    pub id: u32,
-    pub data: Option<Buffer>,
-    pub fd: Option<i32>,
-    pub handle_type: Option<String>,
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-    pub info: Option<String>,
-    pub error_code: Option<String>,
-    pub message: Option<String>,
-    /// Byte length of each message of a V8-serialized `messages` batch
-    /// (a JSON batch is one message per line).
-    pub lengths: Option<Vec<u32>>,
-    pub json: Option<bool>,
-    /// How many send callbacks a `written` event completes.
-    pub count: Option<u32>,
-}
-
-impl RawEvent {
-    fn new(kind: &str, id: u32) -> RawEvent {
-        RawEvent {
-            kind: kind.to_string(),
-            id,
-            data: None,
-            fd: None,
-            handle_type: None,
-            code: None,
-            signal: None,
-            info: None,
-            error_code: None,
-            message: None,
-            lengths: None,
-            json: None,
-            count: None,
-        }
-    }
-}
-
-/// A JavaScript Buffer holding a copy of `data`: memory V8 accounts for
-/// (an external buffer would keep the I/O thread's allocation alive, unseen
-/// by the collector, until its finaliser runs).
-fn js_bytes(env: &Env, data: &[u8]) -> Option<Buffer> {
-    BufferSlice::copy_from(env, data)
-        .and_then(|b| b.into_buffer(env))
-        .ok()
-}
-
-fn to_raw(env: &Env, ev: Event<OwnedFd>) -> RawEvent {
-    match ev {
-        Event::Online { id } => RawEvent::new("online", id),
-        Event::Listening { id, info } => RawEvent {
-            info: Some(info),
-            ..RawEvent::new("listening", id)
-        },
-        Event::Messages {
-            id,
-            json,
-            data,
-            lengths,
-        } => RawEvent {
-            data: js_bytes(env, &data),
-            lengths: (!json).then_some(lengths),
-            json: Some(json),
-            ..RawEvent::new("messages", id)
-        },
-        Event::Message {
-            id,
-            payload,
-            fd,
-            handle_type,
-        } => RawEvent {
-            data: js_bytes(env, &payload),
-            // From here on JavaScript owns the descriptor.
-            fd: fd.map(IntoRawFd::into_raw_fd),
-            handle_type,
-            ..RawEvent::new("message", id)
-        },
-        Event::Internal { id, payload } => RawEvent {
-            data: js_bytes(env, &payload),
-            ..RawEvent::new("internal", id)
-        },
-        Event::ExitedAfterDisconnect { id } => RawEvent::new("exitedAfterDisconnect", id),
-        Event::Written { id, callbacks } => RawEvent {
-            count: Some(callbacks),
-            ..RawEvent::new("written", id)
-        },
-        Event::Disconnect { id } => RawEvent::new("disconnect", id),
-        Event::Exit { id, status } => {
-            let mut e = RawEvent::new("exit", id);
-            match status {
-                ExitStatus::Code(c) => e.code = Some(c),
-                ExitStatus::Signal(s) => e.signal = Some(s),
-            }
-            e
-        }
-        Event::Error { id, code, message } => RawEvent {
-            error_code: Some(code.to_string()),
-            message: Some(message),
-            ..RawEvent::new("error", id)
-        },
-        Event::SpawnFailed { id, errno, message } => RawEvent {
-            error_code: Some(
-                errno_name(errno)
-                    .unwrap_or("ERR_NATIVE_CLUSTER_SPAWN")
-                    .to_string(),
-            ),
-            message: Some(message),
-            ..RawEvent::new("spawnFailed", id)
-        },
-        Event::Warning { id, code, message } => RawEvent {
-            error_code: Some(code.to_string()),
-            message: Some(message),
-            ..RawEvent::new("warning", id)
-        },
-        Event::Listen { bind, options } => RawEvent {
-            info: Some(options),
-            ..RawEvent::new("listen", bind)
-        },
-    }
-}
-
 /// JavaScript takes `batch` now: the I/O thread may send the next, and
 /// workers paused for this one may be read again.
-fn taken(flow: &Flow, batch: &[Event<OwnedFd>]) {
+fn taken(flow: &Flow, batch: &[Event]) {
     let deliver = flow.batch_taken();
     let resume: Vec<u32> = batch.iter().filter_map(|e| flow.delivered(e)).collect();
     if deliver || !resume.is_empty() {
@@ -211,8 +90,10 @@ fn taken(flow: &Flow, batch: &[Event<OwnedFd>]) {
 
 /// Starts the I/O thread (once per process); `callback` receives event
 /// batches, through the thread-safe function.
-#[napi]
-pub fn start(callback: Function<Vec<RawEvent>, ()>) -> Result<(), String> {
+#[napi(
+    ts_args_type = "callback: (events: Array<{ kind: string, id: number } & Record<string, any>>) => void"
+)]
+pub fn start(callback: Function<Vec<JsEvent>, ()>) -> Result<(), String> {
     let mut guard = lock(&STATE);
     if guard.is_some() {
         return Ok(());
@@ -220,17 +101,12 @@ pub fn start(callback: Function<Vec<RawEvent>, ()>) -> Result<(), String> {
     let flow = Flow::paced();
     let flow_js = flow.clone();
     let tsfn: EventFn = callback
-        .build_threadsafe_function::<Vec<Event<OwnedFd>>>()
+        .build_threadsafe_function::<Vec<Event>>()
         .callee_handled::<false>()
         .weak::<true>()
         .build_callback(move |ctx| {
             taken(&flow_js, &ctx.value);
-            let env = ctx.env;
-            Ok(ctx
-                .value
-                .into_iter()
-                .map(|e| to_raw(&env, e))
-                .collect::<Vec<_>>())
+            Ok(ctx.value.into_iter().map(JsEvent).collect::<Vec<_>>())
         })
         .map_err(napi_err)?;
     let tsfn = Arc::new(tsfn);
@@ -290,11 +166,11 @@ pub fn configure(
     };
     state()?
         .primary
-        .command(Command::Configure {
+        .command(Command::Protocol(Input::Configure {
             policy,
             key_with_index,
             listen_grace_ms: listen_grace_ms.unwrap_or(0).into(),
-        })
+        }))
         .map_err(core_err)
 }
 
@@ -420,7 +296,7 @@ fn queue_frame(id: u32, frame: Vec<u8>, fd: Option<i32>, callback: bool) -> Resu
 pub fn disconnect(id: u32) -> Result<(), String> {
     state()?
         .primary
-        .command(Command::Disconnect { id })
+        .command(Command::Protocol(Input::Disconnect { id }))
         .map_err(core_err)
 }
 
@@ -430,7 +306,7 @@ pub fn disconnect(id: u32) -> Result<(), String> {
 pub fn gate(id: u32, open: bool) -> Result<(), String> {
     state()?
         .primary
-        .command(Command::Gate { id, open })
+        .command(Command::Protocol(Input::Gate { id, open }))
         .map_err(core_err)
 }
 
@@ -464,7 +340,7 @@ pub fn parent_death_signal(signal: i32, expected_parent: i32) -> Result<bool, St
 pub fn close_channel(id: u32) -> Result<(), String> {
     state()?
         .primary
-        .command(Command::CloseChannel { id })
+        .command(Command::Protocol(Input::CloseChannel { id }))
         .map_err(core_err)
 }
 

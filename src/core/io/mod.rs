@@ -23,61 +23,43 @@
 
 mod accept;
 mod activation;
+mod batch;
 mod channel;
 mod driver;
 mod error;
 mod fds;
+mod launches;
 mod open;
 pub mod procfs;
 pub mod scm;
 pub mod sockets;
 mod source;
 pub mod spawn;
+pub mod stats;
 pub mod sys;
 mod timers;
 
 use crate::core::codec::framing::Serialization;
 use crate::core::hash::IdMap;
 use crate::core::protocol::backlog::Backlog;
-use crate::core::protocol::balance::Policy;
-use crate::core::protocol::counters::WorkerCounters;
 use crate::core::protocol::event::Event;
+use crate::core::protocol::Input;
 pub use error::{errno_name, lock, CoreError};
+use launches::Launches;
 use spawn::{ChildEnds, Prepared, SpawnSpec};
+pub use stats::StatsReport;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc::UnboundedSender;
 
-/// What `cluster.stats()` asks of the core.
-#[derive(Debug)]
-pub struct StatsReport {
-    pub primary: Option<procfs::Usage>,
-    pub workers: Vec<WorkerReport>,
-    /// Connections handed to a worker whose channel closed before it
-    /// acknowledged them, handed to another worker instead.
-    pub rerouted: u64,
-}
-
-#[derive(Debug)]
-pub struct WorkerReport {
-    pub counters: WorkerCounters,
-    pub pid: Option<i32>,
-    /// `None` once the process is gone (or before it started).
-    pub usage: Option<procfs::Usage>,
-}
-
 /// Receives each batch of events, on the I/O thread.
-pub type Sink = Box<dyn FnMut(Vec<Event<OwnedFd>>) + Send>;
+pub type Sink = Box<dyn FnMut(Vec<Event>) + Send>;
 
 /// Exit-notification descriptors, shared with the JavaScript thread so it can
 /// signal a worker without racing the reaper.
 pub type PidFds = Arc<Mutex<IdMap<u32, Arc<OwnedFd>>>>;
-
-/// How each launch ended (pid, or errno), until the JavaScript thread has
-/// asked; the condvar wakes a thread waiting for a pid.
-pub type Launches = Arc<(Mutex<IdMap<u32, Result<i32, i32>>>, Condvar)>;
 
 /// Flow control shared by the I/O thread and the JavaScript thread: how
 /// much of each worker's data waits for JavaScript (reading pauses above a
@@ -155,7 +137,7 @@ impl Flow {
 
     /// JavaScript took `event`: the worker whose reading resumes now, if
     /// any. A worker's exit ends its accounting.
-    pub fn delivered<F>(&self, event: &Event<F>) -> Option<u32> {
+    pub fn delivered(&self, event: &Event) -> Option<u32> {
         let id = event.worker()?;
         let mut backlog = lock(&self.backlog);
         match event {
@@ -221,22 +203,10 @@ pub enum Command {
         /// JavaScript waits for `Event::Written` for it.
         callback: bool,
     },
-    /// `worker.disconnect()`: ask the worker to close its servers and leave.
-    Disconnect {
-        id: u32,
-    },
-    /// `worker.process.disconnect()`: close the channel once queued frames
-    /// are out.
-    CloseChannel {
-        id: u32,
-    },
-    /// Scheduling policy and handle-key style (fixed at the first fork),
-    /// and the listen grace of primary-accepted servers.
-    Configure {
-        policy: Policy,
-        key_with_index: bool,
-        listen_grace_ms: u64,
-    },
+    /// A call that is a protocol input as it stands (`Disconnect`,
+    /// `CloseChannel`, `Configure`, `Gate`): fed to the protocol in command
+    /// order.
+    Protocol(Input<'static>),
     /// JavaScript caught up with a worker whose reading was paused.
     Resume {
         id: u32,
@@ -250,12 +220,6 @@ pub enum Command {
     /// Sockets a service manager passed (socket activation), by number.
     Activate {
         fds: Vec<i32>,
-    },
-    /// Whether a worker gets new connections (closed while it drains, is
-    /// not yet ready, or is unresponsive).
-    Gate {
-        id: u32,
-        open: bool,
     },
     /// JavaScript took the last batch of events: hand it the next.
     Deliver,
@@ -281,7 +245,7 @@ pub struct Primary {
 
 impl Primary {
     pub fn start(
-        sink: impl FnMut(Vec<Event<OwnedFd>>) + Send + 'static,
+        sink: impl FnMut(Vec<Event>) + Send + 'static,
         flow: Flow,
     ) -> Result<Primary, CoreError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -401,16 +365,7 @@ impl Primary {
     /// `Event::SpawnFailed` says why); waits (at most `timeout`) for the
     /// I/O thread to have forked it. Answers once.
     pub fn pid(&self, id: u32, timeout: std::time::Duration) -> Result<Option<i32>, CoreError> {
-        let (map, ready) = &*self.launches;
-        let (mut guard, _) = ready
-            .wait_timeout_while(lock(map), timeout, |m| !m.contains_key(&id))
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match guard.remove(&id) {
-            Some(outcome) => Ok(outcome.ok()),
-            None => Err(CoreError::TimedOut {
-                what: "start the worker",
-            }),
-        }
+        self.launches.wait(id, timeout)
     }
 
     /// Signals a live worker. `ESRCH` once it has been reaped.
@@ -454,11 +409,7 @@ mod tests {
 
     /// A primary whose worker 1 is the far end of a socketpair held by the
     /// test, so the test can misbehave exactly as a broken peer would.
-    fn primary_with_fake_worker() -> (
-        Primary,
-        OwnedFd,
-        crossbeam_channel::Receiver<Event<OwnedFd>>,
-    ) {
+    fn primary_with_fake_worker() -> (Primary, OwnedFd, crossbeam_channel::Receiver<Event>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let primary = Primary::start(
             move |batch| {
@@ -540,7 +491,7 @@ mod tests {
         assert_eq!(reader.join().expect("reader"), N);
     }
 
-    fn next(rx: &crossbeam_channel::Receiver<Event<OwnedFd>>) -> Event<OwnedFd> {
+    fn next(rx: &crossbeam_channel::Receiver<Event>) -> Event {
         rx.recv_timeout(Duration::from_secs(5)).expect("an event")
     }
 
@@ -628,7 +579,7 @@ mod tests {
 
     const QUERY: &[u8] = b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"seq\":7,\"address\":\"127.0.0.1\",\"port\":0,\"addressType\":4,\"fd\":-1,\"flags\":0,\"backlog\":127,\"index\":0}\n";
 
-    fn expect_listen(rx: &crossbeam_channel::Receiver<Event<OwnedFd>>) -> (u32, String) {
+    fn expect_listen(rx: &crossbeam_channel::Receiver<Event>) -> (u32, String) {
         match next(rx) {
             Event::Listen { bind, options } => (bind, options),
             other => panic!("unexpected {other:?}"),

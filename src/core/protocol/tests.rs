@@ -7,6 +7,7 @@ use super::*;
 use crate::core::codec::framing::{self, FrameDecoder};
 use crate::core::codec::json;
 use crate::core::codec::value::Value;
+use crate::core::protocol::event::Descriptor;
 use std::collections::{BTreeSet, HashMap};
 
 /// One frame a worker received, with the descriptor that came with it.
@@ -121,7 +122,11 @@ impl Sim {
         while let Some(out) = self.p.poll_output() {
             match out {
                 Output::Event(e) => {
-                    if let Event::Message { fd: Some(fd), .. } = &e {
+                    if let Event::Message {
+                        fd: Some(Descriptor::Token(fd)),
+                        ..
+                    } = &e
+                    {
                         assert!(self.live.remove(fd), "{fd:?} given away but not held");
                     }
                     self.events.push(e);
@@ -1094,7 +1099,7 @@ fn a_handle_from_a_worker_is_acknowledged_and_given_to_javascript() {
     );
     match &sim.take_events()[0] {
         Event::Message {
-            fd: Some(got),
+            fd: Some(Descriptor::Token(got)),
             handle_type,
             ..
         } => {
