@@ -430,7 +430,7 @@ function onEvents(batch) {
         worker.exitedAfterDisconnect = true;
         break;
       case 'written':
-        proc._onWritten(ev.count);
+        proc._onWritten(ev.count, ev.bytes);
         break;
       case 'disconnect':
         proc._onDisconnect();

@@ -72,6 +72,10 @@ class WorkerProcess extends EventEmitter {
     this._socketLists = { got: new Map(), send: new Map() };
     // Callbacks of send()s whose frames the I/O thread has not yet written.
     this._sendCallbacks = [];
+    // Bytes sent and not yet reported written (`written` events), as Node's
+    // channel.writeQueueSize; the core reports in chunks, so this runs
+    // up to 32 KiB above the truth.
+    this._unwritten = 0;
     this.channel = null;
     if (childProcessChannel.hasSubscribers) childProcessChannel.publish({ process: this });
   }
@@ -219,28 +223,29 @@ class WorkerProcess extends EventEmitter {
       }
     }
     const wantsCallback = typeof callback === 'function';
-    const unwritten = this._write(this._codec.encode(payload), fd, wantsCallback);
+    this._write(this._codec.encode(payload), fd, wantsCallback);
     // Called on the `written` event for the frame, in send order.
     if (wantsCallback) this._sendCallbacks.push(callback);
     if (fd !== undefined && type === 'net.Socket') lib.handles.detachSocket(handle, options);
     // As Node's `channel.writeQueueSize < 65536 * 2`: false once more than
     // 128 KiB wait to be written.
-    return unwritten < kSendQueueLimit;
+    return this._unwritten < kSendQueueLimit;
   }
 
-  // Queues the frame for the I/O thread, behind everything sent before it.
-  // Returns how many bytes sent to this worker are not yet written.
+  // Queues the frame for the I/O thread, behind everything sent before it,
+  // and counts its bytes as unwritten.
   _write(frame, fd, callback = false) {
-    if (typeof frame === 'string') {
-      if (fd === undefined) return native.sendText(this._id, frame, callback);
-      return native.send(this._id, Buffer.from(frame, 'utf8'), fd, callback);
-    }
-    return native.send(this._id, frame, fd, callback);
+    let bytes;
+    if (typeof frame !== 'string') bytes = native.send(this._id, frame, fd, callback);
+    else if (fd === undefined) bytes = native.sendText(this._id, frame, callback);
+    else bytes = native.send(this._id, Buffer.from(frame, 'utf8'), fd, callback);
+    this._unwritten += bytes;
   }
 
-  // `count` more frames with a callback were written (or never will be,
-  // the channel having closed), in send order.
-  _onWritten(count) {
+  // `count` more frames with a callback and `bytes` more bytes were
+  // written (or never will be, the channel having closed), in send order.
+  _onWritten(count, bytes) {
+    this._unwritten -= bytes;
     for (let i = 0; i < count; i++) {
       const callback = this._sendCallbacks.shift();
       // At once, as Node calls it on its write's completion: before a

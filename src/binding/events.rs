@@ -3,7 +3,7 @@
 //! intermediate shape). `kind` and the other fields, by event:
 //! `online`; `listening` (`info`: JSON); `messages` (`data`, `json`,
 //! `lengths` for V8 payloads); `message` (`data`, `fd`, `handleType`);
-//! `internal` (`data`); `exitedAfterDisconnect`; `written` (`count`);
+//! `internal` (`data`); `exitedAfterDisconnect`; `written` (`count` callbacks, `bytes`);
 //! `disconnect`; `exit` (`code` or `signal`); `error`, `warning` and
 //! `spawnFailed` (`errorCode`, `message`); `listen` (`id` is the bind,
 //! `info` the listen options as JSON). Message bytes are copied into
@@ -73,8 +73,13 @@ impl ToNapiValue for JsEvent {
                 ("internal", id)
             }
             Event::ExitedAfterDisconnect { id } => ("exitedAfterDisconnect", id),
-            Event::Written { id, callbacks } => {
+            Event::Written {
+                id,
+                callbacks,
+                bytes,
+            } => {
                 o.set("count", callbacks)?;
+                o.set("bytes", bytes as f64)?;
                 ("written", id)
             }
             Event::Disconnect { id } => ("disconnect", id),

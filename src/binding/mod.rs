@@ -20,9 +20,8 @@ pub mod stats;
 use crate::core::codec::framing::Serialization;
 use crate::core::io::spawn::{SpawnSpec, StdioSlot};
 use crate::core::io::Command;
-use crate::core::io::{lock, CoreError, Flow, Primary};
+use crate::core::io::{lock, Batch, CoreError, Primary};
 use crate::core::protocol::balance::Policy;
-use crate::core::protocol::event::Event;
 use crate::core::protocol::Input;
 use events::JsEvent;
 use napi::bindgen_prelude::*;
@@ -33,7 +32,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 
 use std::sync::{Arc, Mutex};
 
-type EventFn = ThreadsafeFunction<Vec<Event>, (), Vec<JsEvent>, Status, false, true>;
+type EventFn = ThreadsafeFunction<Batch, (), Vec<JsEvent>, Status, false, true>;
 
 pub(crate) struct State {
     pub(crate) primary: Primary,
@@ -70,24 +69,6 @@ pub(crate) fn state() -> Fallible<Arc<State>> {
         .ok_or_else(|| core_err(CoreError::Stopped))
 }
 
-/// JavaScript takes `batch` now: the I/O thread may send the next, and
-/// workers paused for this one may be read again.
-fn taken(flow: &Flow, batch: &[Event]) {
-    let deliver = flow.batch_taken();
-    let resume: Vec<u32> = batch.iter().filter_map(|e| flow.delivered(e)).collect();
-    if deliver || !resume.is_empty() {
-        // Without a state or an I/O thread there is nothing to resume.
-        if let Ok(s) = state() {
-            if deliver {
-                let _ = s.primary.command(Command::Deliver);
-            }
-            for id in resume {
-                let _ = s.primary.command(Command::Resume { id });
-            }
-        }
-    }
-}
-
 /// Starts the I/O thread (once per process); `callback` receives event
 /// batches, through the thread-safe function.
 #[napi(
@@ -98,15 +79,20 @@ pub fn start(callback: Function<Vec<JsEvent>, ()>) -> Result<(), String> {
     if guard.is_some() {
         return Ok(());
     }
-    let flow = Flow::paced();
-    let flow_js = flow.clone();
     let tsfn: EventFn = callback
-        .build_threadsafe_function::<Vec<Event>>()
+        .build_threadsafe_function::<Batch>()
         .callee_handled::<false>()
         .weak::<true>()
         .build_callback(move |ctx| {
-            taken(&flow_js, &ctx.value);
-            Ok(ctx.value.into_iter().map(JsEvent).collect::<Vec<_>>())
+            let batch = ctx.value;
+            if batch.ack {
+                // JavaScript has it: the I/O thread may hand the next. With
+                // no state or I/O thread there is nobody to tell.
+                if let Ok(s) = state() {
+                    let _ = s.primary.command(Command::Taken);
+                }
+            }
+            Ok(batch.events.into_iter().map(JsEvent).collect::<Vec<_>>())
         })
         .map_err(napi_err)?;
     let tsfn = Arc::new(tsfn);
@@ -117,7 +103,7 @@ pub fn start(callback: Function<Vec<JsEvent>, ()>) -> Result<(), String> {
             // waits in it is bounded by the flow control.
             sink_fn.call(batch, ThreadsafeFunctionCallMode::NonBlocking);
         },
-        flow,
+        true,
     )
     .map_err(core_err)?;
     *guard = Some(Arc::new(State { primary, tsfn }));
@@ -258,8 +244,9 @@ pub fn pid(id: u32) -> Result<Option<i32>, String> {
 /// Queues a complete frame for the I/O thread; with `fd`, a copy of that
 /// descriptor travels with it (the caller keeps its own). The bytes are
 /// copied here, so the Buffer needs no reference kept. `callback`: a
-/// `written` event follows once the frame is written. Returns how many
-/// bytes of frames sent from JavaScript to this worker are not yet written.
+/// `written` event counts it once the frame is written. Returns the
+/// frame's length in bytes, which `written` events report back once
+/// written (JavaScript's count of unwritten bytes).
 #[napi]
 pub fn send(
     id: u32,
@@ -285,11 +272,17 @@ fn queue_frame(id: u32, frame: Vec<u8>, fd: Option<i32>, callback: bool) -> Resu
         ),
         None => None,
     };
+    let len = frame.len() as f64;
     state()?
         .primary
-        .send(id, frame, fd, callback)
-        .map(|queued| queued as f64)
-        .map_err(core_err)
+        .command(Command::Send {
+            id,
+            frame,
+            fd,
+            callback,
+        })
+        .map_err(core_err)?;
+    Ok(len)
 }
 
 #[napi]

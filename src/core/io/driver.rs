@@ -7,7 +7,7 @@
 //! polls only the sources that woke: it feeds what they read into the
 //! protocol and performs what the protocol outputs, then writes the
 //! channels that have frames pending and hands JavaScript the turn's
-//! events ([`Batch`]). A source that used up its budget (`READ_BATCH`,
+//! events ([`Pending`]). A source that used up its budget (`READ_BATCH`,
 //! `ACCEPT_BATCH`) is polled again next turn, after the reactor has run.
 //!
 //! One future instead of a task per descriptor: tokio's task machinery
@@ -21,14 +21,14 @@ use crate::core::codec::framing::Serialization;
 use crate::core::hash::IdMap;
 use crate::core::io::accept::{Accepting, Acceptor, Conn};
 use crate::core::io::activation::Activation;
-use crate::core::io::batch::Batch;
+use crate::core::io::batch::Pending;
 use crate::core::io::channel::{self, Read, WorkerIo, Write, READ_BUFFER};
 use crate::core::io::fds::Fds;
 use crate::core::io::launches::Launches;
 use crate::core::io::open::{neg_errno, open, sockname};
 use crate::core::io::source::{Source, Woken};
 use crate::core::io::timers::Timers;
-use crate::core::io::{lock, sockets, spawn, stats, sys, Command, Flow, PidFds, Sink};
+use crate::core::io::{lock, sockets, spawn, stats, sys, Command, PidFds, Sink};
 use crate::core::protocol::event::{Descriptor, Event, ExitStatus};
 use crate::core::protocol::fd::FdId;
 use crate::core::protocol::{Input, OpenSpec, Opened, Output, Protocol};
@@ -55,7 +55,7 @@ struct Driver {
     /// Connections accepted by an acceptor, until the protocol gets them.
     accepted: Vec<Conn>,
     /// Events for JavaScript, sent at the end of the turn.
-    to_js: Batch,
+    to_js: Pending,
     /// Workers with frames to write at the end of the turn.
     dirty: Vec<u32>,
     /// `dirty`'s spare allocation while it is being written.
@@ -63,7 +63,6 @@ struct Driver {
     sink: Sink,
     pidfds: PidFds,
     launches: Launches,
-    flow: Flow,
     /// Sockets passed by a service manager, used instead of binding.
     activation: Activation,
     /// The protocol's timers.
@@ -81,7 +80,7 @@ pub fn run(
     sink: Sink,
     pidfds: PidFds,
     launches: Launches,
-    flow: Flow,
+    paced: bool,
 ) {
     let woken = Woken::default();
     let timers = Timers::new(woken.waker(Source::Timer));
@@ -96,13 +95,12 @@ pub fn run(
         workers: IdMap::default(),
         read_buf: vec![0u8; READ_BUFFER],
         accepted: Vec::new(),
-        to_js: Batch::default(),
+        to_js: Pending::new(paced),
         dirty: Vec::new(),
         writing: Vec::new(),
         sink,
         pidfds,
         launches,
-        flow,
         activation: Activation::default(),
         timers,
         expired: Vec::new(),
@@ -237,12 +235,10 @@ impl Driver {
                     callback,
                 });
             }
-            Command::Resume { id } => {
-                if let Some(w) = self.workers.get_mut(&id) {
-                    if std::mem::take(&mut w.paused) {
-                        self.queue.push(Source::Channel(id));
-                    }
-                }
+            // The turn's end hands what waited for this.
+            Command::Taken => {
+                let bytes = self.to_js.taken();
+                self.delivered(bytes);
             }
             Command::Protocol(input) => self.input(input),
             Command::Listened { bind, result } => {
@@ -259,9 +255,6 @@ impl Driver {
             Command::Activate { fds } => {
                 self.activation.adopt(&fds);
             }
-            // Every turn ends by handing what is held; this one only had
-            // to happen.
-            Command::Deliver => {}
             Command::Shutdown => self.shutdown = true,
         }
     }
@@ -308,14 +301,14 @@ impl Driver {
     /// JavaScript has taken the batch before). A worker's messages join its
     /// messages before them when nothing came between.
     fn event(&mut self, e: Event) {
-        if let Some(id) = e.worker() {
-            if self.flow.waiting(id, e.data_len()) {
-                if let Some(w) = self.workers.get_mut(&id) {
-                    w.paused = true;
-                }
-            }
-        }
         self.to_js.push(e);
+    }
+
+    /// JavaScript has these bytes of each worker's data.
+    fn delivered(&mut self, bytes: Vec<(u32, usize)>) {
+        for (id, bytes) in bytes {
+            self.input(Input::Delivered { id, bytes });
+        }
     }
 
     fn drain(&mut self) {
@@ -341,8 +334,19 @@ impl Driver {
                     self.dirty.push(id);
                 }
             }
+            Output::PauseRead { id } => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.paused = true;
+                }
+            }
+            Output::ResumeRead { id } => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    if std::mem::take(&mut w.paused) {
+                        self.queue.push(Source::Channel(id));
+                    }
+                }
+            }
             Output::CloseChannel { id } => {
-                self.flow.closed(id);
                 if let Some(w) = self.workers.get_mut(&id) {
                     w.close();
                 }
@@ -383,8 +387,9 @@ impl Driver {
     /// turn's events.
     fn end_turn(&mut self) {
         self.write_dirty();
-        if let Some(batch) = self.to_js.next(&self.flow) {
+        if let Some((batch, delivered)) = self.to_js.hand() {
             (self.sink)(batch);
+            self.delivered(delivered);
         }
     }
 
@@ -411,13 +416,7 @@ impl Driver {
         if w.writable.is_some() {
             return;
         }
-        match channel::write(
-            &mut self.protocol,
-            &self.fds,
-            &self.flow,
-            id,
-            ch.as_raw_fd(),
-        ) {
+        match channel::write(&mut self.protocol, &self.fds, id, ch.as_raw_fd()) {
             Write::Done => self.drain(),
             Write::Blocked => {
                 if w.watch_writable().is_ok() {
@@ -482,7 +481,7 @@ impl Driver {
                 Poll::Ready(Err(_)) => Write::Failed,
                 Poll::Ready(Ok(mut guard)) => {
                     let fd = ch.as_raw_fd();
-                    let s = channel::write(&mut self.protocol, &self.fds, &self.flow, id, fd);
+                    let s = channel::write(&mut self.protocol, &self.fds, id, fd);
                     if s == Write::Blocked {
                         guard.clear_ready();
                     }

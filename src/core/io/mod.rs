@@ -23,7 +23,7 @@
 
 mod accept;
 mod activation;
-mod batch;
+pub mod batch;
 mod channel;
 mod driver;
 mod error;
@@ -41,9 +41,8 @@ mod timers;
 
 use crate::core::codec::framing::Serialization;
 use crate::core::hash::IdMap;
-use crate::core::protocol::backlog::Backlog;
-use crate::core::protocol::event::Event;
 use crate::core::protocol::Input;
+pub use batch::Batch;
 pub use error::{errno_name, lock, CoreError};
 use launches::Launches;
 use spawn::{ChildEnds, Prepared, SpawnSpec};
@@ -55,124 +54,11 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Receives each batch of events, on the I/O thread.
-pub type Sink = Box<dyn FnMut(Vec<Event>) + Send>;
+pub type Sink = Box<dyn FnMut(Batch) + Send>;
 
 /// Exit-notification descriptors, shared with the JavaScript thread so it can
 /// signal a worker without racing the reaper.
 pub type PidFds = Arc<Mutex<IdMap<u32, Arc<OwnedFd>>>>;
-
-/// Flow control shared by the I/O thread and the JavaScript thread: how
-/// much of each worker's data waits for JavaScript (reading pauses above a
-/// bound), whether a batch of events is on its way to JavaScript (one at a
-/// time: later events join the next batch meanwhile, so a busy JavaScript
-/// thread faces one large batch, not a queue of small ones), and how many
-/// bytes of `worker.send()` are not yet written (what `send()`'s return
-/// value reports, as Node's `writeQueueSize` does).
-#[derive(Clone, Default)]
-pub struct Flow {
-    backlog: Arc<Mutex<Backlog>>,
-    batches: Arc<Mutex<Batches>>,
-    unwritten: Arc<Mutex<IdMap<u32, usize>>>,
-    /// One batch at a time: the consumer reports each taken batch
-    /// ([`Flow::batch_taken`]) and sends `Command::Deliver` when told to.
-    /// Without (`Flow::default()`), every turn's batch goes at once.
-    paced: bool,
-}
-
-#[derive(Default)]
-struct Batches {
-    /// A batch was handed to JavaScript and not yet taken.
-    out: bool,
-    /// The I/O thread holds events back until that batch is taken.
-    held: bool,
-}
-
-impl Flow {
-    /// Flow control for a consumer that takes batches one at a time.
-    pub fn paced() -> Flow {
-        Flow {
-            paced: true,
-            ..Flow::default()
-        }
-    }
-
-    /// `bytes` of worker `id`'s data now wait for JavaScript: `true` when
-    /// reading that worker must pause.
-    fn waiting(&self, id: u32, bytes: usize) -> bool {
-        bytes > 0 && lock(&self.backlog).queued(id, bytes)
-    }
-
-    /// Whether the I/O thread may hand JavaScript a batch now; if not, it
-    /// is told (`Command::Deliver`) once JavaScript has taken the last one.
-    fn may_hand(&self) -> bool {
-        if !self.paced {
-            return true;
-        }
-        let mut b = lock(&self.batches);
-        if b.out {
-            b.held = true;
-            false
-        } else {
-            b.out = true;
-            true
-        }
-    }
-
-    /// The I/O thread holds events back for after the batch just handed:
-    /// whether the consumer will ask for them (else they go next turn).
-    fn hold(&self) -> bool {
-        if !self.paced {
-            return false;
-        }
-        lock(&self.batches).held = true;
-        true
-    }
-
-    /// JavaScript takes a batch: whether the I/O thread holds the next one.
-    pub fn batch_taken(&self) -> bool {
-        let mut b = lock(&self.batches);
-        b.out = false;
-        std::mem::take(&mut b.held)
-    }
-
-    /// JavaScript took `event`: the worker whose reading resumes now, if
-    /// any. A worker's exit ends its accounting.
-    pub fn delivered(&self, event: &Event) -> Option<u32> {
-        let id = event.worker()?;
-        let mut backlog = lock(&self.backlog);
-        match event {
-            Event::Exit { .. } | Event::SpawnFailed { .. } => {
-                backlog.forget(id);
-                lock(&self.unwritten).remove(&id);
-                None
-            }
-            e => backlog.delivered(id, e.data_len()).then_some(id),
-        }
-    }
-
-    /// JavaScript queues `bytes` for worker `id`: the total not yet written.
-    fn sending(&self, id: u32, bytes: usize) -> usize {
-        let mut m = lock(&self.unwritten);
-        let n = m.entry(id).or_default();
-        *n += bytes;
-        *n
-    }
-
-    /// The I/O thread wrote `bytes` of JavaScript's frames to worker `id`.
-    fn written(&self, id: u32, bytes: usize) {
-        if bytes == 0 {
-            return;
-        }
-        if let Some(n) = lock(&self.unwritten).get_mut(&id) {
-            *n = n.saturating_sub(bytes);
-        }
-    }
-
-    /// Worker `id`'s channel closed: nothing of it will be written.
-    fn closed(&self, id: u32) {
-        lock(&self.unwritten).remove(&id);
-    }
-}
 
 #[derive(Debug)]
 pub enum Command {
@@ -207,10 +93,8 @@ pub enum Command {
     /// `CloseChannel`, `Configure`, `Gate`): fed to the protocol in command
     /// order.
     Protocol(Input<'static>),
-    /// JavaScript caught up with a worker whose reading was paused.
-    Resume {
-        id: u32,
-    },
+    /// JavaScript has the last batch handed with `ack` (see [`Batch`]).
+    Taken,
     /// Counters of every worker and, with `usage`, `/proc` readings of the
     /// primary and every worker.
     Stats {
@@ -221,8 +105,6 @@ pub enum Command {
     Activate {
         fds: Vec<i32>,
     },
-    /// JavaScript took the last batch of events: hand it the next.
-    Deliver,
     /// JavaScript listened for [`Event::Listen`] `bind`: the listening
     /// socket (a copy, ours to keep) or Node's negative errno.
     Listened {
@@ -237,16 +119,18 @@ pub enum Command {
 
 pub struct Primary {
     tx: UnboundedSender<Command>,
-    flow: Flow,
     pidfds: PidFds,
     launches: Launches,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Primary {
+    /// Starts the I/O thread; `sink` receives the batches of events.
+    /// `paced`: the consumer acknowledges each batch with `ack`
+    /// (`Command::Taken`); else each counts as delivered when handed.
     pub fn start(
-        sink: impl FnMut(Vec<Event>) + Send + 'static,
-        flow: Flow,
+        sink: impl FnMut(Batch) + Send + 'static,
+        paced: bool,
     ) -> Result<Primary, CoreError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let pidfds = PidFds::default();
@@ -255,7 +139,7 @@ impl Primary {
         // so it is built on its own thread; startup errors come back over
         // `ready`.
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<()>>(1);
-        let (p, l, f) = (pidfds.clone(), launches.clone(), flow.clone());
+        let (p, l) = (pidfds.clone(), launches.clone());
         let thread = std::thread::Builder::new()
             .name("native-cluster-io".into())
             .spawn(move || {
@@ -266,7 +150,7 @@ impl Primary {
                 match runtime {
                     Ok(runtime) => {
                         let _ = ready_tx.send(Ok(()));
-                        driver::run(&runtime, rx, Box::new(sink), p, l, f);
+                        driver::run(&runtime, rx, Box::new(sink), p, l, paced);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -280,40 +164,14 @@ impl Primary {
             .map_err(|e| CoreError::io("cannot start the cluster I/O runtime", e))?;
         Ok(Primary {
             tx,
-            flow,
             pidfds,
             launches,
             thread: Some(thread),
         })
     }
 
-    /// The flow control shared with the I/O thread.
-    pub fn flow(&self) -> &Flow {
-        &self.flow
-    }
-
     pub fn command(&self, cmd: Command) -> Result<(), CoreError> {
         self.tx.send(cmd).map_err(|_| CoreError::Stopped)
-    }
-
-    /// Queues a frame of `worker.send()` for the I/O thread, behind every
-    /// command sent before it. Returns how many bytes of JavaScript's
-    /// frames to that worker are not yet written, this one included.
-    pub fn send(
-        &self,
-        id: u32,
-        frame: Vec<u8>,
-        fd: Option<OwnedFd>,
-        callback: bool,
-    ) -> Result<usize, CoreError> {
-        let queued = self.flow.sending(id, frame.len());
-        self.command(Command::Send {
-            id,
-            frame,
-            fd,
-            callback,
-        })?;
-        Ok(queued)
     }
 
     /// The workers' counters and, with `usage`, the primary's and the
@@ -404,6 +262,7 @@ impl Drop for Primary {
 mod tests {
     use super::*;
     use crate::core::codec::framing::FrameDecoder;
+    use crate::core::protocol::event::Event;
     use std::os::fd::AsRawFd;
     use std::time::Duration;
 
@@ -412,12 +271,12 @@ mod tests {
     fn primary_with_fake_worker() -> (Primary, OwnedFd, crossbeam_channel::Receiver<Event>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let primary = Primary::start(
-            move |batch| {
-                for ev in batch {
+            move |batch: Batch| {
+                for ev in batch.events {
                     let _ = tx.send(ev);
                 }
             },
-            Flow::default(),
+            false,
         )
         .expect("start");
         let (ours, theirs) = sys::socketpair().expect("socketpair");

@@ -16,6 +16,12 @@ pub enum Descriptor {
     Owned(OwnedFd),
 }
 
+/// Written bytes gathered before an [`Event::Written`] reports them
+/// without a callback: JavaScript's count of unwritten bytes (what
+/// `send()`'s return value compares with 128 KiB) runs at most this much
+/// above the truth.
+pub const REPORT_WRITTEN: usize = 32 * 1024;
+
 /// How a worker process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
@@ -67,10 +73,15 @@ pub enum Event {
         id: u32,
     },
     /// `callbacks` more of JavaScript's `worker.send()` frames (those with
-    /// a callback) were written, or will never be (channel closed).
+    /// a callback) were written, or will never be (channel closed), and
+    /// `bytes` more bytes of its frames (with or without a callback): what
+    /// JavaScript subtracts from its count of unwritten bytes. Reported
+    /// with each callback, else once [`REPORT_WRITTEN`] bytes have
+    /// gathered, so a stream of sends does not wake JavaScript per write.
     Written {
         id: u32,
         callbacks: u32,
+        bytes: usize,
     },
     /// The channel closed.
     Disconnect {
@@ -157,10 +168,11 @@ impl Event {
     }
 
     /// Bytes of a worker's own data this event carries to JavaScript (what
-    /// the read backlog counts).
+    /// the read backlog counts). A JSON line counts with its newline, so
+    /// that batches joined later weigh what their parts did.
     pub fn data_len(&self) -> usize {
         match self {
-            Event::Messages { data, .. } => data.len(),
+            Event::Messages { data, json, .. } => data.len() + usize::from(*json),
             Event::Message { payload, .. } | Event::Internal { payload, .. } => payload.len(),
             _ => 0,
         }
