@@ -25,6 +25,7 @@ const lib = lazy({
   selfAccepted: './self_accepted.js',
   roundRobin: './round_robin_listen.js',
   parallelism: './parallelism.js',
+  os: 'node:os',
 });
 
 function lazy(ids) {
@@ -253,21 +254,30 @@ function createWorkerProcess(id, env) {
   ensureStarted();
   // The I/O thread starts the process at once; the first fork's loading of
   // worker.process's modules (child_process...) overlaps with its start-up.
-  const result = native.spawn({
-    id,
-    file,
-    args,
-    env: workerEnv(id, env, serialization, stdio.indexOf('ipc')),
-    cwd: settings.cwd === undefined ? undefined : String(settings.cwd),
-    uid: settings.uid,
-    gid: settings.gid,
-    stdio,
-    serialization,
-    detached: settings.detached === true,
-  });
+  let pipes;
+  let failed;
+  try {
+    pipes = native.spawn({
+      id,
+      file,
+      args,
+      env: workerEnv(id, env, serialization, stdio.indexOf('ipc')),
+      cwd: settings.cwd === undefined ? undefined : String(settings.cwd),
+      uid: settings.uid,
+      gid: settings.gid,
+      stdio,
+      serialization,
+      detached: settings.detached === true,
+    });
+  } catch (err) {
+    // The kernel refused (an errno's name as code): Node reports that as
+    // the child's 'error' event; anything else is ours to throw.
+    if (lib.os.constants.errno[err.code] === undefined) throw err;
+    failed = err.code;
+  }
   const proc = new lib.WorkerProcess(id, file, [file, ...args], serialization);
-  if (result.errno != null || result.error != null) proc._spawnFailed(result.errno || 0);
-  else proc._started(result.pipes, stdio);
+  if (failed !== undefined) proc._spawnFailed(failed);
+  else proc._started(pipes, stdio);
   return proc;
 }
 
@@ -420,7 +430,7 @@ function onEvents(batch) {
         worker.exitedAfterDisconnect = true;
         break;
       case 'written':
-        proc._onWritten(ev.count);
+        proc._onWritten(ev.count, ev.bytes);
         break;
       case 'disconnect':
         proc._onDisconnect();
@@ -434,15 +444,27 @@ function onEvents(batch) {
         break;
       case 'spawnFailed':
         live.delete(ev.id);
-        proc._launchFailed(ev.code);
+        proc._launchFailed(ev.errorCode);
         break;
       case 'warning':
         process.emitWarning(ev.message, ev.errorCode);
         break;
       default:
+        unknownEvent(ev);
         break;
     }
   }
+}
+
+// An event kind this facade does not know: the addon and the facade
+// disagree (a mismatched build). Said loudly, once per kind, and the rest
+// of the batch still runs.
+const reportedKinds = new Set();
+function unknownEvent(ev) {
+  if (reportedKinds.has(ev.kind)) return;
+  reportedKinds.add(ev.kind);
+  process.emitWarning(`native-cluster: the addon sent an event of unknown kind ${JSON.stringify(ev.kind)}`,
+    { code: 'ERR_NATIVE_CLUSTER_UNKNOWN_EVENT' });
 }
 
 // Primary-side methods, as node:cluster adds them.

@@ -32,10 +32,12 @@ function signalName(signo) {
   return signalNames[signo];
 }
 
-function errnoException(errno, syscall) {
-  const code = Object.entries(lib.os.constants.errno).find(([, n]) => n === errno)?.[0] || 'UNKNOWN';
+// Node's error for a failed system call, from the errno's name (the
+// binding's errors carry it as `code`).
+function errnoException(code, syscall) {
+  const errno = lib.os.constants.errno[code];
   const err = new Error(`${syscall} ${code}`);
-  err.errno = -errno;
+  err.errno = errno === undefined ? undefined : -errno;
   err.code = code;
   err.syscall = syscall;
   return err;
@@ -70,6 +72,10 @@ class WorkerProcess extends EventEmitter {
     this._socketLists = { got: new Map(), send: new Map() };
     // Callbacks of send()s whose frames the I/O thread has not yet written.
     this._sendCallbacks = [];
+    // Bytes sent and not yet reported written (`written` events), as Node's
+    // channel.writeQueueSize; the core reports in chunks, so this runs
+    // up to 32 KiB above the truth.
+    this._unwritten = 0;
     this.channel = null;
     if (childProcessChannel.hasSubscribers) childProcessChannel.publish({ process: this });
   }
@@ -96,9 +102,16 @@ class WorkerProcess extends EventEmitter {
   // the I/O thread's fork on first call only.
   _osPid() {
     if (this._launching) {
+      let pid;
+      try {
+        pid = native.pid(this._id);
+      } catch (err) {
+        // Not forked yet after the wait: ask again next time.
+        if (err.code === 'ERR_NATIVE_CLUSTER_TIMEOUT') return undefined;
+        throw err;
+      }
       this._launching = false;
-      const r = native.pid(this._id);
-      if (r.pid != null) this._pid = r.pid;
+      if (pid != null) this._pid = pid;
     }
     return this._pid;
   }
@@ -141,24 +154,24 @@ class WorkerProcess extends EventEmitter {
     liveness.hold();
   }
 
-  // The I/O thread could not start the process.
-  _launchFailed(errno) {
+  // The I/O thread could not start the process (`code`: the errno's name).
+  _launchFailed(code) {
     this._launching = false;
     this.connected = false;
     this.channel = null;
     this._channelOpen = false;
     this._exited = true;
     if (this._refed) liveness.release();
-    this._spawnFailed(errno);
+    this._spawnFailed(code);
   }
 
-  _spawnFailed(errno) {
+  _spawnFailed(code) {
     this._settlePid();
-    const err = errnoException(errno, `spawn ${this.spawnfile}`);
+    const err = errnoException(code, `spawn ${this.spawnfile}`);
     err.path = this.spawnfile;
     err.spawnargs = this.spawnargs.slice(1);
     process.nextTick(() => {
-      this.exitCode = -errno;
+      this.exitCode = err.errno;
       this.emit('error', err);
     });
   }
@@ -210,28 +223,29 @@ class WorkerProcess extends EventEmitter {
       }
     }
     const wantsCallback = typeof callback === 'function';
-    const unwritten = this._write(this._codec.encode(payload), fd, wantsCallback);
+    this._write(this._codec.encode(payload), fd, wantsCallback);
     // Called on the `written` event for the frame, in send order.
     if (wantsCallback) this._sendCallbacks.push(callback);
     if (fd !== undefined && type === 'net.Socket') lib.handles.detachSocket(handle, options);
     // As Node's `channel.writeQueueSize < 65536 * 2`: false once more than
     // 128 KiB wait to be written.
-    return unwritten < kSendQueueLimit;
+    return this._unwritten < kSendQueueLimit;
   }
 
-  // Queues the frame for the I/O thread, behind everything sent before it.
-  // Returns how many bytes sent to this worker are not yet written.
+  // Queues the frame for the I/O thread, behind everything sent before it,
+  // and counts its bytes as unwritten.
   _write(frame, fd, callback = false) {
-    if (typeof frame === 'string') {
-      if (fd === undefined) return native.sendText(this._id, frame, callback);
-      return native.send(this._id, Buffer.from(frame, 'utf8'), fd, callback);
-    }
-    return native.send(this._id, frame, fd, callback);
+    let bytes;
+    if (typeof frame !== 'string') bytes = native.send(this._id, frame, fd, callback);
+    else if (fd === undefined) bytes = native.sendText(this._id, frame, callback);
+    else bytes = native.send(this._id, Buffer.from(frame, 'utf8'), fd, callback);
+    this._unwritten += bytes;
   }
 
-  // `count` more frames with a callback were written (or never will be,
-  // the channel having closed), in send order.
-  _onWritten(count) {
+  // `count` more frames with a callback and `bytes` more bytes were
+  // written (or never will be, the channel having closed), in send order.
+  _onWritten(count, bytes) {
+    this._unwritten -= bytes;
     for (let i = 0; i < count; i++) {
       const callback = this._sendCallbacks.shift();
       // At once, as Node calls it on its write's completion: before a
@@ -253,16 +267,17 @@ class WorkerProcess extends EventEmitter {
   kill(sig) {
     const signal = sig === 0 ? 0 : convertSignal(sig === undefined ? 'SIGTERM' : sig);
     if (this._exited || this._osPid() === undefined) return false;
-    const err = native.kill(this._id, signal);
-    if (err === 0) {
-      this.killed = true;
-      return true;
+    try {
+      native.kill(this._id, signal);
+    } catch (err) {
+      if (err.code === 'ESRCH') return false;
+      const ex = errnoException(err.code, 'kill');
+      if (err.code === 'EINVAL' || err.code === 'ENOSYS') throw ex;
+      this.emit('error', ex);
+      return false;
     }
-    if (err === lib.os.constants.errno.ESRCH) return false;
-    const ex = errnoException(err, 'kill');
-    if (err === lib.os.constants.errno.EINVAL || err === lib.os.constants.errno.ENOSYS) throw ex;
-    this.emit('error', ex);
-    return false;
+    this.killed = true;
+    return true;
   }
 
   ref() {
@@ -337,7 +352,8 @@ class WorkerProcess extends EventEmitter {
     let message;
     try {
       message = this._codec.decode(data);
-    } catch {
+    } catch (err) {
+      this._badMessage(err);
       return;
     }
     this.emit('internalMessage', message);

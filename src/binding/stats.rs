@@ -1,7 +1,7 @@
 //! `stats()` for JavaScript: the core's counters and `/proc` figures of the
 //! primary and every worker, as plain objects (milliseconds, bytes).
 
-use super::{core_err, with_primary};
+use super::{core_err, state};
 use crate::core::io::procfs::Usage;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -46,15 +46,14 @@ fn usage(u: Usage) -> ProcessUsage {
 /// Gathered on the I/O thread; waits for it at most `timeout_ms`.
 /// `with_usage: false` skips the `/proc` reads (counters only).
 #[napi]
-pub fn stats(timeout_ms: u32, with_usage: bool) -> Result<Figures> {
-    let report = with_primary(|s| {
-        s.primary
-            .stats(
-                with_usage,
-                std::time::Duration::from_millis(timeout_ms.into()),
-            )
-            .map_err(core_err)
-    })?;
+pub fn stats(timeout_ms: u32, with_usage: bool) -> Result<Figures, String> {
+    let report = state()?
+        .primary
+        .stats(
+            with_usage,
+            std::time::Duration::from_millis(timeout_ms.into()),
+        )
+        .map_err(core_err)?;
     Ok(Figures {
         primary: report.primary.map(usage),
         rerouted: report.rerouted as f64,

@@ -7,7 +7,7 @@
 
 use crate::core::io::fds::Fds;
 use crate::core::io::source::{watch, Source, Woken};
-use crate::core::io::{scm, sys, Flow};
+use crate::core::io::{scm, sys};
 use crate::core::protocol::{Input, Protocol};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -145,9 +145,8 @@ pub enum Write {
 }
 
 /// Writes the protocol's pending frames for worker `id` to its channel
-/// `fd` until done or the socket is full, telling `flow` how many of
-/// JavaScript's bytes went out.
-pub fn write(protocol: &mut Protocol, fds: &Fds, flow: &Flow, id: u32, fd: RawFd) -> Write {
+/// `fd` until done or the socket is full.
+pub fn write(protocol: &mut Protocol, fds: &Fds, id: u32, fd: RawFd) -> Write {
     protocol.transmitting(id);
     while let Some((bytes, token)) = protocol.transmit(id) {
         let raw = match token {
@@ -161,7 +160,7 @@ pub fn write(protocol: &mut Protocol, fds: &Fds, flow: &Flow, id: u32, fd: RawFd
             None => None,
         };
         match scm::send(fd, bytes, raw) {
-            Ok(n) => flow.written(id, protocol.written(id, n)),
+            Ok(n) => protocol.written(id, n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Write::Blocked,
             // EPIPE/ECONNRESET: the worker is gone; its exit follows.
             Err(_) => return Write::Failed,

@@ -2,11 +2,12 @@
 //! runtime's `block_on`, that owns every source of events — JavaScript's
 //! commands, each worker's channel and pidfd, a channel's writability while
 //! a write is blocked, each listening socket accepted on, the protocol's
-//! timers ([`Timers`], on tokio's time driver) — and polls them itself. Each source has its own waker ([`source`](super::source)), so a
-//! turn polls only the sources that woke: it feeds what they read into the
+//! timers ([`Timers`], on tokio's time driver) — and polls them itself.
+//! Each source has its own waker ([`source`](super::source)), so a turn
+//! polls only the sources that woke: it feeds what they read into the
 //! protocol and performs what the protocol outputs, then writes the
 //! channels that have frames pending and hands JavaScript the turn's
-//! events in one batch. A source that used up its budget (`READ_BATCH`,
+//! events ([`Pending`]). A source that used up its budget (`READ_BATCH`,
 //! `ACCEPT_BATCH`) is polled again next turn, after the reactor has run.
 //!
 //! One future instead of a task per descriptor: tokio's task machinery
@@ -20,15 +21,15 @@ use crate::core::codec::framing::Serialization;
 use crate::core::hash::IdMap;
 use crate::core::io::accept::{Accepting, Acceptor, Conn};
 use crate::core::io::activation::Activation;
+use crate::core::io::batch::Pending;
 use crate::core::io::channel::{self, Read, WorkerIo, Write, READ_BUFFER};
 use crate::core::io::fds::Fds;
+use crate::core::io::launches::Launches;
 use crate::core::io::open::{neg_errno, open, sockname};
 use crate::core::io::source::{Source, Woken};
 use crate::core::io::timers::Timers;
-use crate::core::io::{
-    procfs, sockets, spawn, sys, Command, Flow, Launches, PidFds, Sink, StatsReport, WorkerReport,
-};
-use crate::core::protocol::event::{Event, ExitStatus};
+use crate::core::io::{lock, sockets, spawn, stats, sys, Command, PidFds, Sink};
+use crate::core::protocol::event::{Descriptor, Event, ExitStatus};
 use crate::core::protocol::fd::FdId;
 use crate::core::protocol::{Input, OpenSpec, Opened, Output, Protocol};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -37,11 +38,6 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc::UnboundedReceiver;
-
-/// Most message bytes in one batch for JavaScript: it decodes a batch at
-/// once, so a larger one would only make its heap grow after a busy spell
-/// (the rest waits here, within the read backlog's bound).
-const BATCH_BYTES: usize = 64 * 1024;
 
 struct Driver {
     commands: UnboundedReceiver<Command>,
@@ -52,8 +48,6 @@ struct Driver {
     queue: Vec<Source>,
     /// Sources that used up their budget, for the next turn.
     again: Vec<Source>,
-    /// The batch for JavaScript was cut short: hand the rest next turn.
-    hand_again: bool,
     protocol: Protocol,
     fds: Fds,
     workers: IdMap<u32, WorkerIo>,
@@ -61,7 +55,7 @@ struct Driver {
     /// Connections accepted by an acceptor, until the protocol gets them.
     accepted: Vec<Conn>,
     /// Events for JavaScript, sent at the end of the turn.
-    batch: Vec<Event<OwnedFd>>,
+    to_js: Pending,
     /// Workers with frames to write at the end of the turn.
     dirty: Vec<u32>,
     /// `dirty`'s spare allocation while it is being written.
@@ -69,7 +63,6 @@ struct Driver {
     sink: Sink,
     pidfds: PidFds,
     launches: Launches,
-    flow: Flow,
     /// Sockets passed by a service manager, used instead of binding.
     activation: Activation,
     /// The protocol's timers.
@@ -87,7 +80,7 @@ pub fn run(
     sink: Sink,
     pidfds: PidFds,
     launches: Launches,
-    flow: Flow,
+    paced: bool,
 ) {
     let woken = Woken::default();
     let timers = Timers::new(woken.waker(Source::Timer));
@@ -97,19 +90,17 @@ pub fn run(
         woken,
         queue: Vec::new(),
         again: Vec::new(),
-        hand_again: false,
         protocol: Protocol::new(),
         fds: Fds::default(),
         workers: IdMap::default(),
         read_buf: vec![0u8; READ_BUFFER],
         accepted: Vec::new(),
-        batch: Vec::new(),
+        to_js: Pending::new(paced),
         dirty: Vec::new(),
         writing: Vec::new(),
         sink,
         pidfds,
         launches,
-        flow,
         activation: Activation::default(),
         timers,
         expired: Vec::new(),
@@ -147,7 +138,7 @@ impl Driver {
                 break;
             }
         }
-        if !self.again.is_empty() || std::mem::take(&mut self.hand_again) {
+        if !self.again.is_empty() || self.to_js.take_again() {
             // Returning lets the reactor run before the rest.
             cx.waker().wake_by_ref();
         }
@@ -228,11 +219,7 @@ impl Driver {
                         Err(errno)
                     }
                 };
-                let (map, ready) = &*self.launches;
-                if let Ok(mut m) = map.lock() {
-                    m.insert(id, outcome);
-                }
-                ready.notify_all();
+                self.launches.record(id, outcome);
             }
             Command::Send {
                 id,
@@ -248,24 +235,12 @@ impl Driver {
                     callback,
                 });
             }
-            Command::Resume { id } => {
-                if let Some(w) = self.workers.get_mut(&id) {
-                    if std::mem::take(&mut w.paused) {
-                        self.queue.push(Source::Channel(id));
-                    }
-                }
+            // The turn's end hands what waited for this.
+            Command::Taken => {
+                let bytes = self.to_js.taken();
+                self.delivered(bytes);
             }
-            Command::Disconnect { id } => self.input(Input::Disconnect { id }),
-            Command::CloseChannel { id } => self.input(Input::CloseChannel { id }),
-            Command::Configure {
-                policy,
-                key_with_index,
-                listen_grace_ms,
-            } => self.input(Input::Configure {
-                policy,
-                key_with_index,
-                listen_grace_ms,
-            }),
+            Command::Protocol(input) => self.input(input),
             Command::Listened { bind, result } => {
                 let result = result.map(|fd| self.opened(fd, None));
                 self.input(Input::Opened { bind, result });
@@ -274,40 +249,13 @@ impl Driver {
                 self.write_dirty();
                 let _ = done.send(());
             }
-            Command::Gate { id, open } => self.input(Input::Gate { id, open }),
             Command::Stats { usage, reply } => {
-                let _ = reply.send(self.stats(usage));
+                let _ = reply.send(stats::gather(&self.protocol, &self.workers, usage));
             }
             Command::Activate { fds } => {
                 self.activation.adopt(&fds);
             }
-            // Every turn ends by handing what is held; this one only had
-            // to happen.
-            Command::Deliver => {}
             Command::Shutdown => self.shutdown = true,
-        }
-    }
-
-    /// The protocol's counters, with (`usage`) each process's `/proc`
-    /// figures.
-    fn stats(&self, usage: bool) -> StatsReport {
-        let workers = self
-            .protocol
-            .counters()
-            .into_iter()
-            .map(|counters| {
-                let pid = self.workers.get(&counters.id).map(|w| w.pid);
-                WorkerReport {
-                    usage: pid.filter(|_| usage).and_then(|p| procfs::usage(Some(p))),
-                    pid,
-                    counters,
-                }
-            })
-            .collect();
-        StatsReport {
-            primary: if usage { procfs::usage(None) } else { None },
-            workers,
-            rerouted: self.protocol.rerouted(),
         }
     }
 
@@ -320,9 +268,7 @@ impl Driver {
 
     fn adopt(&mut self, id: u32, pid: i32, pidfd: OwnedFd, channel: OwnedFd, ser: Serialization) {
         let pidfd = Arc::new(pidfd);
-        if let Ok(mut map) = self.pidfds.lock() {
-            map.insert(id, pidfd.clone());
-        }
+        lock(&self.pidfds).insert(id, pidfd.clone());
         // Registration fails only when the kernel is out of memory; the
         // worker is then unusable and reported as such.
         let w = match WorkerIo::new(id, pid, channel, pidfd, &self.woken) {
@@ -354,22 +300,15 @@ impl Driver {
     /// An event for JavaScript, sent at the end of the turn (or once
     /// JavaScript has taken the batch before). A worker's messages join its
     /// messages before them when nothing came between.
-    fn event(&mut self, e: Event<OwnedFd>) {
-        if let Some(id) = e.worker() {
-            if self.flow.waiting(id, e.data_len()) {
-                if let Some(w) = self.workers.get_mut(&id) {
-                    w.paused = true;
-                }
-            }
+    fn event(&mut self, e: Event) {
+        self.to_js.push(e);
+    }
+
+    /// JavaScript has these bytes of each worker's data.
+    fn delivered(&mut self, bytes: Vec<(u32, usize)>) {
+        for (id, bytes) in bytes {
+            self.input(Input::Delivered { id, bytes });
         }
-        let e = match self.batch.last_mut().filter(|l| l.data_len() < BATCH_BYTES) {
-            Some(last) => match last.merge(e) {
-                Ok(()) => return,
-                Err(e) => e,
-            },
-            None => e,
-        };
-        self.batch.push(e);
     }
 
     fn drain(&mut self) {
@@ -380,8 +319,14 @@ impl Driver {
 
     fn perform(&mut self, out: Output) {
         match out {
-            Output::Event(e) => {
-                let e = e.map_fd(|fd| self.fds.take(fd));
+            Output::Event(mut e) => {
+                if let Event::Message { fd, .. } = &mut e {
+                    // From here on the event carries the descriptor itself.
+                    *fd = match fd.take() {
+                        Some(Descriptor::Token(t)) => self.fds.take(t).map(Descriptor::Owned),
+                        owned => owned,
+                    };
+                }
                 self.event(e);
             }
             Output::Transmit { id } => {
@@ -389,8 +334,19 @@ impl Driver {
                     self.dirty.push(id);
                 }
             }
+            Output::PauseRead { id } => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.paused = true;
+                }
+            }
+            Output::ResumeRead { id } => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    if std::mem::take(&mut w.paused) {
+                        self.queue.push(Source::Channel(id));
+                    }
+                }
+            }
             Output::CloseChannel { id } => {
-                self.flow.closed(id);
                 if let Some(w) = self.workers.get_mut(&id) {
                     w.close();
                 }
@@ -431,25 +387,10 @@ impl Driver {
     /// turn's events.
     fn end_turn(&mut self) {
         self.write_dirty();
-        if self.batch.is_empty() || !self.flow.may_hand() {
-            return;
+        if let Some((batch, delivered)) = self.to_js.hand() {
+            (self.sink)(batch);
+            self.delivered(delivered);
         }
-        let mut bytes = 0;
-        let cut = self
-            .batch
-            .iter()
-            .position(|e| {
-                bytes += e.data_len();
-                bytes >= BATCH_BYTES
-            })
-            .map_or(self.batch.len(), |i| i + 1);
-        let rest = self.batch.split_off(cut);
-        // The rest goes once JavaScript has taken this part.
-        if !rest.is_empty() && !self.flow.hold() {
-            self.hand_again = true;
-        }
-        let batch = std::mem::replace(&mut self.batch, rest);
-        (self.sink)(batch);
     }
 
     fn write_dirty(&mut self) {
@@ -475,13 +416,7 @@ impl Driver {
         if w.writable.is_some() {
             return;
         }
-        match channel::write(
-            &mut self.protocol,
-            &self.fds,
-            &self.flow,
-            id,
-            ch.as_raw_fd(),
-        ) {
+        match channel::write(&mut self.protocol, &self.fds, id, ch.as_raw_fd()) {
             Write::Done => self.drain(),
             Write::Blocked => {
                 if w.watch_writable().is_ok() {
@@ -546,7 +481,7 @@ impl Driver {
                 Poll::Ready(Err(_)) => Write::Failed,
                 Poll::Ready(Ok(mut guard)) => {
                     let fd = ch.as_raw_fd();
-                    let s = channel::write(&mut self.protocol, &self.fds, &self.flow, id, fd);
+                    let s = channel::write(&mut self.protocol, &self.fds, id, fd);
                     if s == Write::Blocked {
                         guard.clear_ready();
                     }
@@ -597,9 +532,7 @@ impl Driver {
     }
 
     fn exited(&mut self, id: u32, status: ExitStatus) {
-        if let Ok(mut map) = self.pidfds.lock() {
-            map.remove(&id);
-        }
+        lock(&self.pidfds).remove(&id);
         // Everything the worker wrote before dying is already in the socket:
         // deliver it, then the disconnect, then the exit.
         if let Some(w) = self.workers.remove(&id) {

@@ -23,190 +23,42 @@
 
 mod accept;
 mod activation;
+pub mod batch;
 mod channel;
 mod driver;
+mod error;
 mod fds;
+mod launches;
 mod open;
 pub mod procfs;
 pub mod scm;
 pub mod sockets;
 mod source;
 pub mod spawn;
+pub mod stats;
 pub mod sys;
 mod timers;
 
 use crate::core::codec::framing::Serialization;
 use crate::core::hash::IdMap;
-use crate::core::protocol::backlog::Backlog;
-use crate::core::protocol::balance::Policy;
-use crate::core::protocol::counters::WorkerCounters;
-use crate::core::protocol::event::Event;
-use spawn::{ChildEnds, Prepared, SpawnError, SpawnSpec};
+use crate::core::protocol::Input;
+pub use batch::Batch;
+pub use error::{errno_name, lock, CoreError};
+use launches::Launches;
+use spawn::{ChildEnds, Prepared, SpawnSpec};
+pub use stats::StatsReport;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc::UnboundedSender;
 
-/// What `cluster.stats()` asks of the core.
-#[derive(Debug)]
-pub struct StatsReport {
-    pub primary: Option<procfs::Usage>,
-    pub workers: Vec<WorkerReport>,
-    /// Connections handed to a worker whose channel closed before it
-    /// acknowledged them, handed to another worker instead.
-    pub rerouted: u64,
-}
-
-#[derive(Debug)]
-pub struct WorkerReport {
-    pub counters: WorkerCounters,
-    pub pid: Option<i32>,
-    /// `None` once the process is gone (or before it started).
-    pub usage: Option<procfs::Usage>,
-}
-
 /// Receives each batch of events, on the I/O thread.
-pub type Sink = Box<dyn FnMut(Vec<Event<OwnedFd>>) + Send>;
+pub type Sink = Box<dyn FnMut(Batch) + Send>;
 
 /// Exit-notification descriptors, shared with the JavaScript thread so it can
 /// signal a worker without racing the reaper.
 pub type PidFds = Arc<Mutex<IdMap<u32, Arc<OwnedFd>>>>;
-
-/// How each launch ended (pid, or errno), until the JavaScript thread has
-/// asked; the condvar wakes a thread waiting for a pid.
-pub type Launches = Arc<(Mutex<IdMap<u32, Result<i32, i32>>>, Condvar)>;
-
-/// Flow control shared by the I/O thread and the JavaScript thread: how
-/// much of each worker's data waits for JavaScript (reading pauses above a
-/// bound), whether a batch of events is on its way to JavaScript (one at a
-/// time: later events join the next batch meanwhile, so a busy JavaScript
-/// thread faces one large batch, not a queue of small ones), and how many
-/// bytes of `worker.send()` are not yet written (what `send()`'s return
-/// value reports, as Node's `writeQueueSize` does).
-#[derive(Clone, Default)]
-pub struct Flow {
-    backlog: Arc<Mutex<Backlog>>,
-    batches: Arc<Mutex<Batches>>,
-    unwritten: Arc<Mutex<IdMap<u32, usize>>>,
-    /// One batch at a time: the consumer reports each taken batch
-    /// ([`Flow::batch_taken`]) and sends `Command::Deliver` when told to.
-    /// Without (`Flow::default()`), every turn's batch goes at once.
-    paced: bool,
-}
-
-#[derive(Default)]
-struct Batches {
-    /// A batch was handed to JavaScript and not yet taken.
-    out: bool,
-    /// The I/O thread holds events back until that batch is taken.
-    held: bool,
-}
-
-impl Flow {
-    /// Flow control for a consumer that takes batches one at a time.
-    pub fn paced() -> Flow {
-        Flow {
-            paced: true,
-            ..Flow::default()
-        }
-    }
-
-    /// `bytes` of worker `id`'s data now wait for JavaScript: `true` when
-    /// reading that worker must pause.
-    fn waiting(&self, id: u32, bytes: usize) -> bool {
-        bytes > 0 && self.backlog.lock().is_ok_and(|mut b| b.queued(id, bytes))
-    }
-
-    /// Whether the I/O thread may hand JavaScript a batch now; if not, it
-    /// is told (`Command::Deliver`) once JavaScript has taken the last one.
-    fn may_hand(&self) -> bool {
-        if !self.paced {
-            return true;
-        }
-        let Ok(mut b) = self.batches.lock() else {
-            return true;
-        };
-        if b.out {
-            b.held = true;
-            false
-        } else {
-            b.out = true;
-            true
-        }
-    }
-
-    /// The I/O thread holds events back for after the batch just handed:
-    /// whether the consumer will ask for them (else they go next turn).
-    fn hold(&self) -> bool {
-        if !self.paced {
-            return false;
-        }
-        if let Ok(mut b) = self.batches.lock() {
-            b.held = true;
-        }
-        true
-    }
-
-    /// JavaScript takes a batch: whether the I/O thread holds the next one.
-    pub fn batch_taken(&self) -> bool {
-        let Ok(mut b) = self.batches.lock() else {
-            return false;
-        };
-        b.out = false;
-        std::mem::take(&mut b.held)
-    }
-
-    /// JavaScript took `event`: the worker whose reading resumes now, if
-    /// any. A worker's exit ends its accounting.
-    pub fn delivered<F>(&self, event: &Event<F>) -> Option<u32> {
-        let id = event.worker()?;
-        let Ok(mut backlog) = self.backlog.lock() else {
-            return None;
-        };
-        match event {
-            Event::Exit { .. } | Event::SpawnFailed { .. } => {
-                backlog.forget(id);
-                if let Ok(mut unwritten) = self.unwritten.lock() {
-                    unwritten.remove(&id);
-                }
-                None
-            }
-            e => backlog.delivered(id, e.data_len()).then_some(id),
-        }
-    }
-
-    /// JavaScript queues `bytes` for worker `id`: the total not yet written.
-    fn sending(&self, id: u32, bytes: usize) -> usize {
-        match self.unwritten.lock() {
-            Ok(mut m) => {
-                let n = m.entry(id).or_default();
-                *n += bytes;
-                *n
-            }
-            Err(_) => 0,
-        }
-    }
-
-    /// The I/O thread wrote `bytes` of JavaScript's frames to worker `id`.
-    fn written(&self, id: u32, bytes: usize) {
-        if bytes == 0 {
-            return;
-        }
-        if let Ok(mut m) = self.unwritten.lock() {
-            if let Some(n) = m.get_mut(&id) {
-                *n = n.saturating_sub(bytes);
-            }
-        }
-    }
-
-    /// Worker `id`'s channel closed: nothing of it will be written.
-    fn closed(&self, id: u32) {
-        if let Ok(mut m) = self.unwritten.lock() {
-            m.remove(&id);
-        }
-    }
-}
 
 #[derive(Debug)]
 pub enum Command {
@@ -237,26 +89,12 @@ pub enum Command {
         /// JavaScript waits for `Event::Written` for it.
         callback: bool,
     },
-    /// `worker.disconnect()`: ask the worker to close its servers and leave.
-    Disconnect {
-        id: u32,
-    },
-    /// `worker.process.disconnect()`: close the channel once queued frames
-    /// are out.
-    CloseChannel {
-        id: u32,
-    },
-    /// Scheduling policy and handle-key style (fixed at the first fork),
-    /// and the listen grace of primary-accepted servers.
-    Configure {
-        policy: Policy,
-        key_with_index: bool,
-        listen_grace_ms: u64,
-    },
-    /// JavaScript caught up with a worker whose reading was paused.
-    Resume {
-        id: u32,
-    },
+    /// A call that is a protocol input as it stands (`Disconnect`,
+    /// `CloseChannel`, `Configure`, `Gate`): fed to the protocol in command
+    /// order.
+    Protocol(Input<'static>),
+    /// JavaScript has the last batch handed with `ack` (see [`Batch`]).
+    Taken,
     /// Counters of every worker and, with `usage`, `/proc` readings of the
     /// primary and every worker.
     Stats {
@@ -267,14 +105,6 @@ pub enum Command {
     Activate {
         fds: Vec<i32>,
     },
-    /// Whether a worker gets new connections (closed while it drains, is
-    /// not yet ready, or is unresponsive).
-    Gate {
-        id: u32,
-        open: bool,
-    },
-    /// JavaScript took the last batch of events: hand it the next.
-    Deliver,
     /// JavaScript listened for [`Event::Listen`] `bind`: the listening
     /// socket (a copy, ours to keep) or Node's negative errno.
     Listened {
@@ -287,44 +117,20 @@ pub enum Command {
     Shutdown,
 }
 
-#[derive(Debug)]
-pub enum CoreError {
-    /// The I/O thread has stopped; nothing can be delivered.
-    Stopped,
-    Io(io::Error),
-    Spawn(SpawnError),
-}
-
-impl std::fmt::Display for CoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CoreError::Stopped => write!(f, "the cluster I/O thread is not running"),
-            CoreError::Io(e) => write!(f, "{e}"),
-            CoreError::Spawn(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for CoreError {}
-
-impl From<io::Error> for CoreError {
-    fn from(e: io::Error) -> Self {
-        CoreError::Io(e)
-    }
-}
-
 pub struct Primary {
     tx: UnboundedSender<Command>,
-    flow: Flow,
     pidfds: PidFds,
     launches: Launches,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Primary {
+    /// Starts the I/O thread; `sink` receives the batches of events.
+    /// `paced`: the consumer acknowledges each batch with `ack`
+    /// (`Command::Taken`); else each counts as delivered when handed.
     pub fn start(
-        sink: impl FnMut(Vec<Event<OwnedFd>>) + Send + 'static,
-        flow: Flow,
+        sink: impl FnMut(Batch) + Send + 'static,
+        paced: bool,
     ) -> Result<Primary, CoreError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let pidfds = PidFds::default();
@@ -333,7 +139,7 @@ impl Primary {
         // so it is built on its own thread; startup errors come back over
         // `ready`.
         let (ready_tx, ready_rx) = crossbeam_channel::bounded::<io::Result<()>>(1);
-        let (p, l, f) = (pidfds.clone(), launches.clone(), flow.clone());
+        let (p, l) = (pidfds.clone(), launches.clone());
         let thread = std::thread::Builder::new()
             .name("native-cluster-io".into())
             .spawn(move || {
@@ -344,50 +150,28 @@ impl Primary {
                 match runtime {
                     Ok(runtime) => {
                         let _ = ready_tx.send(Ok(()));
-                        driver::run(&runtime, rx, Box::new(sink), p, l, f);
+                        driver::run(&runtime, rx, Box::new(sink), p, l, paced);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                     }
                 }
-            })?;
-        ready_rx.recv().map_err(|_| CoreError::Stopped)??;
+            })
+            .map_err(|e| CoreError::io("cannot start the cluster I/O thread", e))?;
+        ready_rx
+            .recv()
+            .map_err(|_| CoreError::Stopped)?
+            .map_err(|e| CoreError::io("cannot start the cluster I/O runtime", e))?;
         Ok(Primary {
             tx,
-            flow,
             pidfds,
             launches,
             thread: Some(thread),
         })
     }
 
-    /// The flow control shared with the I/O thread.
-    pub fn flow(&self) -> &Flow {
-        &self.flow
-    }
-
     pub fn command(&self, cmd: Command) -> Result<(), CoreError> {
         self.tx.send(cmd).map_err(|_| CoreError::Stopped)
-    }
-
-    /// Queues a frame of `worker.send()` for the I/O thread, behind every
-    /// command sent before it. Returns how many bytes of JavaScript's
-    /// frames to that worker are not yet written, this one included.
-    pub fn send(
-        &self,
-        id: u32,
-        frame: Vec<u8>,
-        fd: Option<OwnedFd>,
-        callback: bool,
-    ) -> Result<usize, CoreError> {
-        let queued = self.flow.sending(id, frame.len());
-        self.command(Command::Send {
-            id,
-            frame,
-            fd,
-            callback,
-        })?;
-        Ok(queued)
     }
 
     /// The workers' counters and, with `usage`, the primary's and the
@@ -400,7 +184,7 @@ impl Primary {
     ) -> Result<StatsReport, CoreError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.command(Command::Stats { usage, reply: tx })?;
-        rx.recv_timeout(timeout).map_err(|_| CoreError::Stopped)
+        answer(rx, timeout, "gather stats")
     }
 
     /// Waits (at most `timeout`) until the I/O thread has written every
@@ -408,7 +192,7 @@ impl Primary {
     pub fn flush(&self, timeout: std::time::Duration) -> Result<(), CoreError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.command(Command::Flush(tx))?;
-        rx.recv_timeout(timeout).map_err(|_| CoreError::Stopped)
+        answer(rx, timeout, "flush")
     }
 
     /// Lays out a worker's descriptors here and has the I/O thread fork it:
@@ -435,27 +219,33 @@ impl Primary {
         Ok(pipes)
     }
 
-    /// The pid of a launched worker, or its spawn errno; waits (at most
-    /// `timeout`) for the I/O thread to have forked it. Answers once.
-    pub fn pid(&self, id: u32, timeout: std::time::Duration) -> Option<Result<i32, i32>> {
-        let (map, ready) = &*self.launches;
-        let guard = map.lock().ok()?;
-        let (mut guard, _) = ready
-            .wait_timeout_while(guard, timeout, |m| !m.contains_key(&id))
-            .ok()?;
-        guard.remove(&id)
+    /// The pid of a launched worker (`None`: the launch failed, and
+    /// `Event::SpawnFailed` says why); waits (at most `timeout`) for the
+    /// I/O thread to have forked it. Answers once.
+    pub fn pid(&self, id: u32, timeout: std::time::Duration) -> Result<Option<i32>, CoreError> {
+        self.launches.wait(id, timeout)
     }
 
     /// Signals a live worker. `ESRCH` once it has been reaped.
-    pub fn kill(&self, id: u32, signal: i32) -> io::Result<()> {
-        let pidfd = self
-            .pidfds
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&id).cloned())
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
-        sys::pidfd_send_signal(&pidfd, signal)
+    pub fn kill(&self, id: u32, signal: i32) -> Result<(), CoreError> {
+        let pidfd = lock(&self.pidfds)
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| CoreError::io("kill", io::Error::from_raw_os_error(libc::ESRCH)))?;
+        sys::pidfd_send_signal(&pidfd, signal).map_err(|e| CoreError::io("kill", e))
     }
+}
+
+/// The I/O thread's answer to a request, or why there is none.
+fn answer<T>(
+    rx: crossbeam_channel::Receiver<T>,
+    timeout: std::time::Duration,
+    what: &'static str,
+) -> Result<T, CoreError> {
+    rx.recv_timeout(timeout).map_err(|e| match e {
+        crossbeam_channel::RecvTimeoutError::Timeout => CoreError::TimedOut { what },
+        crossbeam_channel::RecvTimeoutError::Disconnected => CoreError::Stopped,
+    })
 }
 
 impl Drop for Primary {
@@ -472,24 +262,21 @@ impl Drop for Primary {
 mod tests {
     use super::*;
     use crate::core::codec::framing::FrameDecoder;
+    use crate::core::protocol::event::Event;
     use std::os::fd::AsRawFd;
     use std::time::Duration;
 
     /// A primary whose worker 1 is the far end of a socketpair held by the
     /// test, so the test can misbehave exactly as a broken peer would.
-    fn primary_with_fake_worker() -> (
-        Primary,
-        OwnedFd,
-        crossbeam_channel::Receiver<Event<OwnedFd>>,
-    ) {
+    fn primary_with_fake_worker() -> (Primary, OwnedFd, crossbeam_channel::Receiver<Event>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let primary = Primary::start(
-            move |batch| {
-                for ev in batch {
+            move |batch: Batch| {
+                for ev in batch.events {
                     let _ = tx.send(ev);
                 }
             },
-            Flow::default(),
+            false,
         )
         .expect("start");
         let (ours, theirs) = sys::socketpair().expect("socketpair");
@@ -505,6 +292,27 @@ mod tests {
             })
             .expect("adopt");
         (primary, theirs, rx)
+    }
+
+    /// A request the I/O thread does not answer in time says it timed out;
+    /// one it can no longer answer says it stopped.
+    #[test]
+    fn a_late_answer_is_a_timeout_and_a_lost_one_a_stop() {
+        let (_tx, rx) = crossbeam_channel::bounded::<()>(1);
+        let late = answer(rx, Duration::from_millis(1), "flush").unwrap_err();
+        assert_eq!(late.code(), "ERR_NATIVE_CLUSTER_TIMEOUT");
+        assert_eq!(
+            late.to_string(),
+            "the cluster I/O thread did not flush in time"
+        );
+        let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+        drop(tx);
+        let lost = answer(rx, Duration::from_secs(5), "flush").unwrap_err();
+        assert_eq!(lost.code(), "ERR_NATIVE_CLUSTER_STOPPED");
+        let (primary, _peer, _rx) = primary_with_fake_worker();
+        let unknown = primary.pid(99, Duration::from_millis(1)).unwrap_err();
+        assert_eq!(unknown.code(), "ERR_NATIVE_CLUSTER_TIMEOUT");
+        assert_eq!(primary.kill(99, 0).unwrap_err().code(), "ESRCH");
     }
 
     /// Many frames queued from another thread in a burst all reach the
@@ -542,7 +350,7 @@ mod tests {
         assert_eq!(reader.join().expect("reader"), N);
     }
 
-    fn next(rx: &crossbeam_channel::Receiver<Event<OwnedFd>>) -> Event<OwnedFd> {
+    fn next(rx: &crossbeam_channel::Receiver<Event>) -> Event {
         rx.recv_timeout(Duration::from_secs(5)).expect("an event")
     }
 
@@ -630,7 +438,7 @@ mod tests {
 
     const QUERY: &[u8] = b"{\"cmd\":\"NODE_CLUSTER\",\"act\":\"queryServer\",\"seq\":7,\"address\":\"127.0.0.1\",\"port\":0,\"addressType\":4,\"fd\":-1,\"flags\":0,\"backlog\":127,\"index\":0}\n";
 
-    fn expect_listen(rx: &crossbeam_channel::Receiver<Event<OwnedFd>>) -> (u32, String) {
+    fn expect_listen(rx: &crossbeam_channel::Receiver<Event>) -> (u32, String) {
         match next(rx) {
             Event::Listen { bind, options } => (bind, options),
             other => panic!("unexpected {other:?}"),

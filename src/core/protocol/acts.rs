@@ -7,7 +7,7 @@ use crate::core::codec::framing::{self, Serialization};
 use crate::core::codec::hot::{self, Hot};
 use crate::core::codec::value::Value;
 use crate::core::codec::{json, wire};
-use crate::core::protocol::event::Event;
+use crate::core::protocol::event::{Descriptor, Event};
 use crate::core::protocol::fd::Handle;
 use crate::core::protocol::outbox::{AckOutcome, Frame};
 use crate::core::protocol::Protocol;
@@ -139,7 +139,7 @@ impl Protocol {
         self.event(Event::Message {
             id,
             payload,
-            fd: fd.transfer(),
+            fd: fd.transfer().map(Descriptor::Token),
             handle_type,
         });
     }

@@ -14,8 +14,9 @@
 //! [`RESUME_BELOW`] (512 KiB), so that a paused channel is not resumed and
 //! paused again for every batch JavaScript takes.
 //!
-//! The driver counts what it hands to JavaScript ([`Backlog::queued`]); the
-//! binding counts what JavaScript took ([`Backlog::delivered`]).
+//! The protocol counts each event it emits for JavaScript
+//! ([`Backlog::queued`], then `Output::PauseRead`) and what JavaScript took
+//! (`Input::Delivered`, [`Backlog::delivered`], then `Output::ResumeRead`).
 
 use crate::core::hash::IdMap;
 

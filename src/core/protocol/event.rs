@@ -1,9 +1,26 @@
 //! What the primary tells JavaScript: lifecycle events, user messages in
-//! batches, errors a worker caused, and requests (`Listen`). Generic over
-//! the descriptor type: the protocol emits [`FdId`] tokens, the driver hands
-//! JavaScript real descriptors.
+//! batches, errors a worker caused, and requests (`Listen`). One type on
+//! both sides of the I/O thread: a message's descriptor is a token
+//! ([`Descriptor::Token`]) as the protocol emits it, and the descriptor
+//! itself ([`Descriptor::Owned`]) once the driver has swapped it in.
 
 use crate::core::protocol::fd::FdId;
+use std::os::fd::OwnedFd;
+
+/// The descriptor travelling with a user message.
+#[derive(Debug)]
+pub enum Descriptor {
+    /// As the protocol names it: a token of the driver's table.
+    Token(FdId),
+    /// Taken out of the table: the receiver owns it.
+    Owned(OwnedFd),
+}
+
+/// Written bytes gathered before an [`Event::Written`] reports them
+/// without a callback: JavaScript's count of unwritten bytes (what
+/// `send()`'s return value compares with 128 KiB) runs at most this much
+/// above the truth.
+pub const REPORT_WRITTEN: usize = 32 * 1024;
 
 /// How a worker process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,7 +30,7 @@ pub enum ExitStatus {
 }
 
 #[derive(Debug)]
-pub enum Event<F = FdId> {
+pub enum Event {
     Online {
         id: u32,
     },
@@ -42,7 +59,7 @@ pub enum Event<F = FdId> {
     Message {
         id: u32,
         payload: Vec<u8>,
-        fd: Option<F>,
+        fd: Option<Descriptor>,
         handle_type: Option<String>,
     },
     /// An internal message the core has no part in (`NODE_SOCKET_*` socket
@@ -56,10 +73,15 @@ pub enum Event<F = FdId> {
         id: u32,
     },
     /// `callbacks` more of JavaScript's `worker.send()` frames (those with
-    /// a callback) were written, or will never be (channel closed).
+    /// a callback) were written, or will never be (channel closed), and
+    /// `bytes` more bytes of its frames (with or without a callback): what
+    /// JavaScript subtracts from its count of unwritten bytes. Reported
+    /// with each callback, else once [`REPORT_WRITTEN`] bytes have
+    /// gathered, so a stream of sends does not wake JavaScript per write.
     Written {
         id: u32,
         callbacks: u32,
+        bytes: usize,
     },
     /// The channel closed.
     Disconnect {
@@ -95,47 +117,7 @@ pub enum Event<F = FdId> {
     },
 }
 
-impl<F> Event<F> {
-    /// The same event with its descriptor (if any) converted by `f`; one
-    /// `f` cannot convert is left out.
-    pub fn map_fd<G>(self, f: impl FnOnce(F) -> Option<G>) -> Event<G> {
-        match self {
-            Event::Online { id } => Event::Online { id },
-            Event::Listening { id, info } => Event::Listening { id, info },
-            Event::Messages {
-                id,
-                json,
-                data,
-                lengths,
-            } => Event::Messages {
-                id,
-                json,
-                data,
-                lengths,
-            },
-            Event::Message {
-                id,
-                payload,
-                fd,
-                handle_type,
-            } => Event::Message {
-                id,
-                payload,
-                fd: fd.and_then(f),
-                handle_type,
-            },
-            Event::Internal { id, payload } => Event::Internal { id, payload },
-            Event::ExitedAfterDisconnect { id } => Event::ExitedAfterDisconnect { id },
-            Event::Written { id, callbacks } => Event::Written { id, callbacks },
-            Event::Disconnect { id } => Event::Disconnect { id },
-            Event::Exit { id, status } => Event::Exit { id, status },
-            Event::Error { id, code, message } => Event::Error { id, code, message },
-            Event::SpawnFailed { id, errno, message } => Event::SpawnFailed { id, errno, message },
-            Event::Warning { id, code, message } => Event::Warning { id, code, message },
-            Event::Listen { bind, options } => Event::Listen { bind, options },
-        }
-    }
-
+impl Event {
     /// The worker this event is about (a `Listen` request is about none).
     pub fn worker(&self) -> Option<u32> {
         match self {
@@ -158,7 +140,7 @@ impl<F> Event<F> {
     /// Appends `next` to this event when both are batches of one worker's
     /// messages in the same framing (as if they had arrived together);
     /// otherwise gives it back.
-    pub fn merge(&mut self, next: Event<F>) -> Result<(), Event<F>> {
+    pub fn merge(&mut self, next: Event) -> Result<(), Event> {
         match (self, next) {
             (
                 Event::Messages {
@@ -186,10 +168,11 @@ impl<F> Event<F> {
     }
 
     /// Bytes of a worker's own data this event carries to JavaScript (what
-    /// the read backlog counts).
+    /// the read backlog counts). A JSON line counts with its newline, so
+    /// that batches joined later weigh what their parts did.
     pub fn data_len(&self) -> usize {
         match self {
-            Event::Messages { data, .. } => data.len(),
+            Event::Messages { data, json, .. } => data.len() + usize::from(*json),
             Event::Message { payload, .. } | Event::Internal { payload, .. } => payload.len(),
             _ => 0,
         }
@@ -198,11 +181,11 @@ impl<F> Event<F> {
     /// A plain user message: joined to `last` when that is a batch from the
     /// same worker (then `None`), else a new batch event.
     pub fn append_message(
-        last: Option<&mut Event<F>>,
+        last: Option<&mut Event>,
         id: u32,
         json: bool,
         payload: &[u8],
-    ) -> Option<Event<F>> {
+    ) -> Option<Event> {
         if let Some(Event::Messages {
             id: last,
             data,
@@ -273,7 +256,7 @@ mod tests {
 
     #[test]
     fn merged_batches_keep_their_separators() {
-        let batch = |json, data: &[u8], lengths: Vec<u32>| Event::<i32>::Messages {
+        let batch = |json, data: &[u8], lengths: Vec<u32>| Event::Messages {
             id: 1,
             json,
             data: data.to_vec(),

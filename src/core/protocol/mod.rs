@@ -37,6 +37,7 @@ mod tests;
 
 use crate::core::codec::framing::Serialization;
 use crate::core::hash::IdMap;
+use backlog::Backlog;
 use balance::Policy;
 use event::{Event, ExitStatus};
 use fd::{FdId, Handle, Released};
@@ -105,6 +106,9 @@ pub enum Input<'a> {
     /// JavaScript: whether worker `id` gets new connections (see
     /// [`gate`]).
     Gate { id: u32, open: bool },
+    /// JavaScript took `bytes` of worker `id`'s data (as
+    /// [`Event::data_len`] counts them): reading it may resume.
+    Delivered { id: u32, bytes: usize },
 }
 
 /// An opened socket.
@@ -179,6 +183,11 @@ pub enum Output {
     /// The timer is no longer needed: forget it (an `Input::Timer` for it
     /// that crossed this output is ignored).
     CancelTimer { timer: u64 },
+    /// Too much of worker `id`'s data waits for JavaScript: stop reading
+    /// its channel (the kernel then throttles the worker).
+    PauseRead { id: u32 },
+    /// JavaScript caught up: read worker `id`'s channel again.
+    ResumeRead { id: u32 },
 }
 
 /// What a timer is for.
@@ -199,6 +208,8 @@ pub struct Protocol {
     /// Connections handed to a worker that left without answering, and
     /// passed on.
     pub(crate) rerouted: u64,
+    /// Each worker's data emitted for JavaScript and not yet delivered.
+    backlog: Backlog,
     seq: u64,
     outputs: VecDeque<Output>,
     released: Released,
@@ -221,6 +232,7 @@ impl Protocol {
             timers: IdMap::default(),
             next_timer: 0,
             rerouted: 0,
+            backlog: Backlog::default(),
             seq: 0,
             outputs: VecDeque::new(),
             released: Released::default(),
@@ -260,9 +272,13 @@ impl Protocol {
                 if self.workers.get(&id).is_some_and(|w| w.open) {
                     self.count(id, |c| c.messages_out += 1);
                     self.push_frame(id, Frame::from_js(frame, fd, callback), false);
-                } else if callback {
+                } else {
                     // Node calls it even when the write never happens.
-                    self.event(Event::Written { id, callbacks: 1 });
+                    self.event(Event::Written {
+                        id,
+                        callbacks: u32::from(callback),
+                        bytes: frame.len(),
+                    });
                 }
             }
             Input::Disconnect { id } => self.disconnect(id),
@@ -287,6 +303,11 @@ impl Protocol {
                 }
             }
             Input::Gate { id, open } => self.set_gate(id, open),
+            Input::Delivered { id, bytes } => {
+                if self.backlog.delivered(id, bytes) {
+                    self.emit(Output::ResumeRead { id });
+                }
+            }
         }
     }
 
@@ -336,20 +357,21 @@ impl Protocol {
         self.workers.get_mut(&id)?.outbox.transmit()
     }
 
-    /// `n` bytes of what [`Self::transmit`] returned were written; returns
-    /// how many bytes of JavaScript's frames that completed.
-    pub fn written(&mut self, id: u32, n: usize) -> usize {
+    /// `n` bytes of what [`Self::transmit`] returned were written.
+    pub fn written(&mut self, id: u32, n: usize) {
         let Some(w) = self.workers.get_mut(&id) else {
-            return 0;
+            return;
         };
         let done = w.outbox.written(n);
-        if done.callbacks > 0 {
+        w.js_unreported += done.js_bytes;
+        if done.callbacks > 0 || w.js_unreported >= event::REPORT_WRITTEN {
+            let bytes = std::mem::take(&mut w.js_unreported);
             self.event(Event::Written {
                 id,
                 callbacks: done.callbacks,
+                bytes,
             });
         }
-        done.js_bytes
     }
 
     /// Takes ownership of a driver token.
@@ -362,7 +384,19 @@ impl Protocol {
     }
 
     pub(crate) fn event(&mut self, event: Event) {
+        let waiting = event.worker().map(|id| (id, event.data_len()));
         self.outputs.push_back(Output::Event(event));
+        if let Some((id, bytes)) = waiting {
+            self.waiting_for_js(id, bytes);
+        }
+    }
+
+    /// `bytes` more of worker `id`'s data wait for JavaScript; above the
+    /// bound, its channel is no longer read.
+    fn waiting_for_js(&mut self, id: u32, bytes: usize) {
+        if bytes > 0 && self.backlog.queued(id, bytes) {
+            self.emit(Output::PauseRead { id });
+        }
     }
 
     /// A plain user message, batched with the previous event when that is a
@@ -374,8 +408,10 @@ impl Protocol {
             _ => None,
         };
         if let Some(e) = Event::append_message(last, id, json, payload) {
-            self.event(e);
+            self.outputs.push_back(Output::Event(e));
         }
+        // As `Event::data_len` counts it: a JSON line with its newline.
+        self.waiting_for_js(id, payload.len() + usize::from(json));
     }
 
     pub(crate) fn next_seq(&mut self) -> u64 {
@@ -432,13 +468,15 @@ impl Protocol {
         // Send callbacks of frames that will never be written still run,
         // as Node runs those of writes cancelled by the close.
         let lost = w.outbox.pending_js();
+        let bytes = std::mem::take(&mut w.js_unreported) + lost.js_bytes;
         w.outbox = Default::default();
         w.decoder = crate::core::codec::framing::FrameDecoder::new(w.ser);
         let died = !w.exited_after_disconnect;
-        if lost.callbacks > 0 {
+        if lost.callbacks > 0 || bytes > 0 {
             self.event(Event::Written {
                 id,
                 callbacks: lost.callbacks,
+                bytes,
             });
         }
         self.emit(Output::CloseChannel { id });
@@ -464,6 +502,7 @@ impl Protocol {
     fn forget_if_done(&mut self, id: u32) {
         if self.workers.get(&id).is_some_and(|w| !w.open && !w.alive) {
             self.workers.remove(&id);
+            self.backlog.forget(id);
         }
     }
 

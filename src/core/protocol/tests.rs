@@ -7,6 +7,7 @@ use super::*;
 use crate::core::codec::framing::{self, FrameDecoder};
 use crate::core::codec::json;
 use crate::core::codec::value::Value;
+use crate::core::protocol::event::Descriptor;
 use std::collections::{BTreeSet, HashMap};
 
 /// One frame a worker received, with the descriptor that came with it.
@@ -44,6 +45,8 @@ struct Sim {
     /// Writes wait until [`Sim::flush`] (a full socket).
     hold_writes: bool,
     pending_transmits: BTreeSet<u32>,
+    /// Workers whose reading the protocol paused.
+    paused: BTreeSet<u32>,
     /// Names the random sequence in failure messages.
     seed: u64,
 }
@@ -63,6 +66,7 @@ impl Sim {
             chunk: usize::MAX,
             hold_writes: false,
             pending_transmits: BTreeSet::new(),
+            paused: BTreeSet::new(),
             seed: 0,
         }
     }
@@ -121,7 +125,11 @@ impl Sim {
         while let Some(out) = self.p.poll_output() {
             match out {
                 Output::Event(e) => {
-                    if let Event::Message { fd: Some(fd), .. } = &e {
+                    if let Event::Message {
+                        fd: Some(Descriptor::Token(fd)),
+                        ..
+                    } = &e
+                    {
                         assert!(self.live.remove(fd), "{fd:?} given away but not held");
                     }
                     self.events.push(e);
@@ -135,6 +143,12 @@ impl Sim {
                         "channel {id} closed twice"
                     );
                     self.closed_channels.push(id);
+                }
+                Output::PauseRead { id } => {
+                    assert!(self.paused.insert(id), "worker {id} paused twice");
+                }
+                Output::ResumeRead { id } => {
+                    assert!(self.paused.remove(&id), "worker {id} resumed unpaused");
                 }
                 Output::Open { bind, spec } => self.opens.push((bind, spec)),
                 Output::Timer { timer, after_ms } => self.timers.push((timer, after_ms)),
@@ -659,14 +673,20 @@ fn send_callbacks_and_javascript_bytes_are_reported_once_written() {
     sim.p.transmitting(1);
     let n = sim.p.transmit(1).map(|(b, _)| b.len()).expect("bytes");
     assert_eq!(n, 39, "merged into one write");
-    assert_eq!(sim.p.written(1, 20), 0, "half a frame completes nothing");
-    assert_eq!(sim.p.written(1, 19), 39);
+    sim.p.written(1, 20);
+    sim.drain();
+    assert!(
+        sim.take_events().is_empty(),
+        "half a frame completes nothing"
+    );
+    sim.p.written(1, 19);
     sim.drain();
     assert!(matches!(
         &sim.take_events()[..],
         [Event::Written {
             id: 1,
-            callbacks: 2
+            callbacks: 2,
+            bytes: 39
         }]
     ));
     // Queued when the channel closes: the callback still runs.
@@ -682,11 +702,126 @@ fn send_callbacks_and_javascript_bytes_are_reported_once_written() {
         [
             Event::Written {
                 id: 1,
-                callbacks: 1
+                callbacks: 1,
+                bytes: 2
             },
             Event::Disconnect { id: 1 }
         ]
     ));
+    // Sent after the close: reported at once, callback and bytes.
+    sim.input(Input::Send {
+        id: 1,
+        frame: b"2\n".to_vec(),
+        fd: None,
+        callback: false,
+    });
+    assert!(matches!(
+        &sim.take_events()[..],
+        [Event::Written {
+            id: 1,
+            callbacks: 0,
+            bytes: 2
+        }]
+    ));
+}
+
+/// Without callbacks, written bytes are reported once enough gathered,
+/// and nothing is lost: every byte sent is reported exactly once.
+#[test]
+fn written_bytes_without_callbacks_are_reported_in_chunks() {
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    let frame = vec![b'1'; 999]
+        .into_iter()
+        .chain([b'\n'])
+        .collect::<Vec<u8>>();
+    let sends = 100;
+    let mut reported = 0;
+    let mut reports = 0;
+    for _ in 0..sends {
+        sim.input(Input::Send {
+            id: 1,
+            frame: frame.clone(),
+            fd: None,
+            callback: false,
+        });
+        for e in sim.take_events() {
+            if let Event::Written {
+                callbacks: 0,
+                bytes,
+                ..
+            } = e
+            {
+                assert!(bytes >= event::REPORT_WRITTEN);
+                reported += bytes;
+                reports += 1;
+            }
+        }
+    }
+    assert_eq!(reports, sends * 1000 / event::REPORT_WRITTEN);
+    // The rest goes with the next callback.
+    sim.input(Input::Send {
+        id: 1,
+        frame: frame.clone(),
+        fd: None,
+        callback: true,
+    });
+    for e in sim.take_events() {
+        if let Event::Written { bytes, .. } = e {
+            reported += bytes;
+        }
+    }
+    assert_eq!(reported, (sends + 1) * 1000);
+}
+
+/// Reading pauses once more than the bound of a worker's data waits for
+/// JavaScript, and resumes only when JavaScript has taken enough of it;
+/// what JavaScript reports taking is what the events weigh.
+#[test]
+fn reading_pauses_above_the_backlog_and_resumes_once_delivered() {
+    use crate::core::protocol::backlog::{PAUSE_ABOVE, RESUME_BELOW};
+    let mut sim = Sim::new();
+    sim.worker(1, Serialization::Json);
+    sim.worker(2, Serialization::Json);
+    let line = [vec![b'7'; 1023], vec![b'\n']].concat();
+    let mut weight = 0;
+    while !sim.paused.contains(&1) {
+        sim.input(Input::Received {
+            id: 1,
+            bytes: &line,
+            fds: Vec::new(),
+        });
+        for e in sim.take_events() {
+            weight += e.data_len();
+        }
+    }
+    assert_eq!(weight, PAUSE_ABOVE + 1024 - PAUSE_ABOVE % 1024);
+    assert!(!sim.paused.contains(&2), "only the flooding worker");
+    // More arrives (bytes already read): no second pause.
+    sim.input(Input::Received {
+        id: 1,
+        bytes: &line,
+        fds: Vec::new(),
+    });
+    weight += sim.take_events().iter().map(Event::data_len).sum::<usize>();
+    sim.input(Input::Delivered {
+        id: 1,
+        bytes: weight - RESUME_BELOW,
+    });
+    assert!(sim.paused.contains(&1), "still at the resume mark");
+    sim.input(Input::Delivered { id: 1, bytes: 1 });
+    assert!(!sim.paused.contains(&1), "resumed below the mark");
+    // A worker gone with data on its way: forgotten, nothing resumes.
+    sim.input(Input::Exited {
+        id: 1,
+        status: ExitStatus::Code(0),
+    });
+    sim.take_events();
+    sim.input(Input::Delivered {
+        id: 1,
+        bytes: RESUME_BELOW,
+    });
+    assert!(sim.paused.is_empty());
 }
 
 #[test]
@@ -1094,7 +1229,7 @@ fn a_handle_from_a_worker_is_acknowledged_and_given_to_javascript() {
     );
     match &sim.take_events()[0] {
         Event::Message {
-            fd: Some(got),
+            fd: Some(Descriptor::Token(got)),
             handle_type,
             ..
         } => {

@@ -35,6 +35,9 @@ pub struct WorkerState {
     /// per server it shares (see `Protocol::handoff`), so a few slots
     /// searched in place. Only this worker's reply can settle them.
     pub handoffs: Vec<InFlightConn>,
+    /// Bytes of JavaScript's frames written (or dropped with a closing
+    /// channel) that no `Event::Written` has reported yet.
+    pub js_unreported: usize,
 }
 
 impl WorkerState {
@@ -52,6 +55,7 @@ impl WorkerState {
             gated: false,
             counters: Counters::default(),
             handoffs: Vec::new(),
+            js_unreported: 0,
         }
     }
 
