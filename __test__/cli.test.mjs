@@ -6,86 +6,18 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { execFile as execFileCb, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  cli, command as runCommand, fixtures, freePort, get as getBody, pkg, sleep, start as startCli,
+} from './cli_harness.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.join(here, '..');
-const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
-const cli = path.join(root, pkg.bin['native-cluster']);
-const fixtures = path.join(here, 'fixtures', 'cli');
-
-const freePort = () => new Promise((resolve, reject) => {
-  const s = net.createServer().listen(0, '127.0.0.1', () => {
-    const { port } = s.address();
-    s.close(() => resolve(port));
-  }).on('error', reject);
-});
-
-function get(port, urlPath = '/') {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: urlPath, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(body));
-        } catch (err) {
-          reject(err);
-        }
-      });
-      res.on('error', reject);
-    }).on('error', reject);
-  });
-}
-
+// GET on 127.0.0.1: the JSON body.
+const get = async (port, urlPath) => JSON.parse((await getBody(port, urlPath)).body);
 const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// Starts the CLI; `waitFor(re, n)` resolves once stderr matched re n times.
-function start(args, { env = {}, cwd = fixtures } = {}) {
-  const child = spawn(process.execPath, [cli, ...args], {
-    cwd,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const r = { child, out: '', err: '', waiters: [] };
-  const check = () => {
-    r.waiters = r.waiters.filter((w) => {
-      const n = (r.err.match(w.re) || []).length;
-      if (n < w.count) return true;
-      clearTimeout(w.timer);
-      w.resolve();
-      return false;
-    });
-  };
-  child.stdout.on('data', (d) => { r.out += d; });
-  child.stderr.on('data', (d) => { r.err += d; check(); });
-  r.exit = new Promise((resolve) => child.on('exit', (code, signal) => {
-    for (const w of r.waiters) w.reject(new Error(`CLI exited (${code ?? signal}) before ${w.re}:\n${r.err}`));
-    resolve({ code, signal });
-  }));
-  r.waitFor = (re, count = 1, timeout = 10000) => new Promise((resolve, reject) => {
-    const global = new RegExp(re.source, re.flags.includes('g') ? re.flags : `${re.flags}g`);
-    const w = { re: global, count, resolve, reject };
-    w.timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} x${count}:\n${r.err}`)), timeout);
-    r.waiters.push(w);
-    check();
-  });
-  r.pids = () => [...new Set([...r.err.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1])))];
-  r.cleanup = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await r.exit;
-    }
-    const deadline = Date.now() + 5000;
-    while (r.pids().some(alive) && Date.now() < deadline) await sleep(50);
-  };
-  return r;
-}
+const start = (args, options = {}) => startCli(args, { timeout: 10000, ...options });
 
 test('bin: package.json names bin/native-cluster.js, an executable node script', () => {
   assert.deepEqual(pkg.bin, { 'native-cluster': 'bin/native-cluster.js' });
@@ -455,13 +387,8 @@ for (const policy of ['rr', 'none', 'reuseport']) {
   });
 }
 
-// Runs a sub-command of the CLI; resolves with its exit code and output.
-function command(args, env = {}) {
-  return new Promise((resolve) => {
-    execFileCb(process.execPath, [cli, ...args], { env: { ...process.env, ...env } }, (error, stdout, stderr) =>
-      resolve({ code: error ? error.code : 0, stdout, stderr }));
-  });
-}
+// Runs a sub-command of the CLI, never killed.
+const command = (args, env) => runCommand(args, env, { timeout: 0 });
 
 test('control socket: status, reload under load, scale, garbage, another user, stop; --pidfile and --metrics', async () => {
   const port = await freePort();

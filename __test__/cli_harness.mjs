@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.join(here, '..');
-const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
+export const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'));
 export const cli = path.join(root, pkg.bin['native-cluster']);
 export const fixtures = path.join(here, 'fixtures', 'cli');
 
@@ -62,8 +62,10 @@ export function marked(mark) {
 }
 
 // Starts the CLI; `waitFor(re, n)` resolves once stderr matched re n
-// times; `left()` lists the processes it started that still run.
-export function start(args, { env = {}, cwd = fixtures, detached = false } = {}) {
+// times (within `timeout` ms unless told otherwise); `pids()` lists the
+// pids its status lines named; `left()` lists the processes it started
+// that still run.
+export function start(args, { env = {}, cwd = fixtures, detached = false, timeout: waitTimeout = 15000 } = {}) {
   const mark = randomUUID();
   const child = spawn(process.execPath, [cli, ...args], {
     cwd,
@@ -91,13 +93,14 @@ export function start(args, { env = {}, cwd = fixtures, detached = false } = {})
   r.exited = (timeout = 15000) => Promise.race([r.exit, sleep(timeout).then(() => {
     throw new Error(`the CLI still runs after ${timeout} ms:\n${r.err}`);
   })]);
-  r.waitFor = (re, count = 1, timeout = 15000) => new Promise((resolve, reject) => {
+  r.waitFor = (re, count = 1, timeout = waitTimeout) => new Promise((resolve, reject) => {
     const global = new RegExp(re.source, re.flags.includes('g') ? re.flags : `${re.flags}g`);
     const w = { re: global, count, resolve, reject };
     w.timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} x${count}:\n${r.err}`)), timeout);
     r.waiters.push(w);
     check();
   });
+  r.pids = () => [...new Set([...r.err.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1])))];
   // What it started that still runs, once given `grace` ms to go.
   r.left = async (grace = 5000) => {
     const deadline = Date.now() + grace;
@@ -116,11 +119,13 @@ export function start(args, { env = {}, cwd = fixtures, detached = false } = {})
   return r;
 }
 
-// Runs a command of the CLI (status, stop...): { code, stdout, stderr }.
-export function command(args, env = {}) {
+// Runs a command of the CLI (status, stop...), killed after `timeout` ms
+// (0: never): { code, stdout, stderr, ms }.
+export function command(args, env = {}, { timeout = 20000 } = {}) {
+  const t0 = Date.now();
   return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, timeout: 20000 }, (error, stdout, stderr) =>
-      resolve({ code: error ? error.code : 0, stdout, stderr }));
+    execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, timeout }, (error, stdout, stderr) =>
+      resolve({ code: error ? error.code : 0, stdout, stderr, ms: Date.now() - t0 }));
   });
 }
 

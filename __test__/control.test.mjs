@@ -5,97 +5,22 @@
 // stop, what "restarts" counts, and the wording of replies.
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import net from 'node:net';
-import { execFile, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { alive, command as runCommand, freePort, get as getBody, sleep, start as startCli } from './cli_harness.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.join(here, '..');
-const cli = path.join(root, 'bin', 'native-cluster.js');
-const fixtures = path.join(here, 'fixtures', 'cli');
 const require = createRequire(import.meta.url);
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 // Exited: gone, or a zombie its parent has not reaped yet.
-const exited = (pid) => {
-  try {
-    return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true;
-  }
-};
+const exited = (pid) => !alive(pid);
 
-const freePort = () => new Promise((resolve, reject) => {
-  const s = net.createServer().listen(0, '127.0.0.1', () => {
-    const { port } = s.address();
-    s.close(() => resolve(port));
-  }).on('error', reject);
-});
-
-function get(port, urlPath = '/') {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: urlPath, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve(body));
-      res.on('error', reject);
-    }).on('error', reject);
-  });
-}
-
-// Starts the CLI; `waitFor(re, n)` resolves once stderr matched re n times.
-function start(args, env = {}) {
-  const child = spawn(process.execPath, [cli, ...args], {
-    cwd: fixtures, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const r = { child, err: '', waiters: [] };
-  const check = () => {
-    r.waiters = r.waiters.filter((w) => {
-      if ((r.err.match(w.re) || []).length < w.count) return true;
-      clearTimeout(w.timer);
-      w.resolve();
-      return false;
-    });
-  };
-  child.stdout.resume();
-  child.stderr.on('data', (d) => { r.err += d; check(); });
-  r.exit = new Promise((resolve) => child.on('exit', (code, signal) => {
-    for (const w of r.waiters) w.reject(new Error(`CLI exited (${code ?? signal}) before ${w.re}:\n${r.err}`));
-    resolve({ code, signal });
-  }));
-  r.waitFor = (re, count = 1, timeout = 15000) => new Promise((resolve, reject) => {
-    const w = { re: new RegExp(re.source, 'g'), count, resolve, reject };
-    w.timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} x${count}:\n${r.err}`)), timeout);
-    r.waiters.push(w);
-    check();
-  });
-  r.pids = () => [...new Set([...r.err.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1])))];
-  r.cleanup = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await r.exit;
-    }
-    for (const pid of r.pids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
-    const deadline = Date.now() + 5000;
-    while (r.pids().some(alive) && Date.now() < deadline) await sleep(50);
-  };
-  return r;
-}
-
+// GET on 127.0.0.1: the body.
+const get = async (port, urlPath) => (await getBody(port, urlPath)).body;
+const start = (args, env) => startCli(args, { env });
 // Runs a command of the CLI; resolves with its exit code, output and time.
-function command(args, env = {}) {
-  const t0 = Date.now();
-  return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, timeout: 60000 }, (error, stdout, stderr) =>
-      resolve({ code: error ? error.code : 0, stdout, stderr, ms: Date.now() - t0 }));
-  });
-}
+const command = (args, env) => runCommand(args, env, { timeout: 60000 });
 
 function runtimeDir(t) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nc-ctl-'));
@@ -107,16 +32,6 @@ async function status(name, env) {
   const s = await command(['status', '--name', name, '--json'], env);
   assert.equal(s.code, 0, s.stderr);
   return JSON.parse(s.stdout);
-}
-
-function metrics(port) {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path: '/metrics', agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
 }
 
 for (const policy of ['rr', 'none', 'reuseport', 'sticky']) {
@@ -145,7 +60,7 @@ for (const policy of ['rr', 'none', 'reuseport', 'sticky']) {
       const column = table.trim().split('\n').slice(2).map((l) => Number(l.trim().split(/\s+/).at(-1)));
       assert.equal(column.reduce((a, b) => a + b, 0), N, table);
 
-      const text = await metrics(metricsPort);
+      const text = await get(metricsPort, '/metrics');
       const series = (name) => [...text.matchAll(new RegExp(`^native_cluster_${name}\\{[^}]*\\} (\\S+)$`, 'mg'))].map((m) => Number(m[1]));
       assert.equal(series('worker_connections_total').reduce((a, b) => a + b, 0), N, text);
       assert.equal(series('worker_connections_in_flight').length, selfAccepting ? 0 : 2, text);

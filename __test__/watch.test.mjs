@@ -10,7 +10,8 @@ import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fixture, here } from './helpers.mjs';
+import { start } from './cli_harness.mjs';
+import { fixture } from './helpers.mjs';
 import { freePort, request, sleep } from './fixtures/reliability/util.mjs';
 
 const require = createRequire(import.meta.url);
@@ -282,42 +283,7 @@ test('watch(): argument checks; a path that does not exist fails as fs.watch doe
 
 // The CLI, started in `cwd`; `waitFor(re, n)` resolves once its stderr
 // matched re n times.
-const cli = path.join(here, '..', 'bin', 'native-cluster.js');
-function startCli(args, cwd, env = {}) {
-  const child = spawn(process.execPath, [cli, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const r = { child, err: '' };
-  const waiters = [];
-  const check = () => {
-    for (const w of [...waiters]) {
-      if ((r.err.match(w.re) || []).length >= w.count) {
-        waiters.splice(waiters.indexOf(w), 1);
-        clearTimeout(w.timer);
-        w.resolve();
-      }
-    }
-  };
-  child.stdout.resume();
-  child.stderr.on('data', (d) => { r.err += d; check(); });
-  r.exit = new Promise((resolve) => child.on('exit', (code, signal) => {
-    for (const w of waiters) w.reject(new Error(`CLI exited (${code ?? signal}) before ${w.re}:\n${r.err}`));
-    resolve({ code, signal });
-  }));
-  r.waitFor = (re, count = 1, timeout = 20000) => new Promise((resolve, reject) => {
-    const w = { re: new RegExp(re.source, 'g'), count, resolve, reject };
-    w.timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} x${count}:\n${r.err}`)), timeout);
-    waiters.push(w);
-    check();
-  });
-  r.pids = () => [...new Set([...r.err.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1])))];
-  r.cleanup = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await r.exit;
-    }
-    for (const pid of r.pids()) try { process.kill(pid, 'SIGKILL'); } catch {}
-  };
-  return r;
-}
+const startCli = (args, cwd, env) => start(args, { cwd, env, timeout: 20000 });
 
 test('CLI -i 2 --watch app.js: two changes, two rolling reloads, every worker replaced, 0 failed requests', async (t) => {
   const dir = appDir();
