@@ -341,6 +341,18 @@ mod tests {
         }
     }
 
+    /// Starts `s` (its stdout a pipe), waits for a clean exit: its pid,
+    /// what it printed, and the primary's end of its channel.
+    fn run_to_exit(s: &SpawnSpec) -> (i32, String, OwnedFd) {
+        let mut child = prepare(s).expect("prepare");
+        let launched = launch(s, child.child).expect("launch");
+        assert_eq!(wait(launched.pid), sys::ExitStatus::Code(0));
+        let mut out = String::new();
+        let stdout = child.pipes[1].take().expect("stdout pipe");
+        File::from(stdout).read_to_string(&mut out).expect("read");
+        (launched.pid, out, child.channel)
+    }
+
     #[test]
     fn lays_out_stdio_env_and_cwd() {
         let s = spec(
@@ -352,16 +364,11 @@ mod tests {
                 StdioSlot::Ipc,
             ],
         );
-        let mut child = prepare(&s).expect("prepare");
-        let launched = launch(&s, child.child).expect("launch");
-        assert_eq!(wait(launched.pid), sys::ExitStatus::Code(0));
-        let mut out = String::new();
-        let stdout = child.pipes[1].take().expect("stdout pipe");
-        File::from(stdout).read_to_string(&mut out).expect("read");
+        let (_, out, channel) = run_to_exit(&s);
         assert_eq!(out, "m1 /\n");
-        sys::set_nonblocking(child.channel.as_raw_fd(), false).expect("blocking");
+        sys::set_nonblocking(channel.as_raw_fd(), false).expect("blocking");
         let mut ipc = String::new();
-        File::from(child.channel)
+        File::from(channel)
             .read_to_string(&mut ipc)
             .expect("read ipc");
         assert_eq!(ipc, "ipc\n");
@@ -396,13 +403,8 @@ mod tests {
             ],
         );
         s.detached = detached;
-        let mut child = prepare(&s).expect("prepare");
-        let launched = launch(&s, child.child).expect("launch");
-        assert_eq!(wait(launched.pid), sys::ExitStatus::Code(0));
-        let mut out = String::new();
-        let stdout = child.pipes[1].take().expect("stdout pipe");
-        File::from(stdout).read_to_string(&mut out).expect("read");
-        (launched.pid, out.trim().to_string())
+        let (pid, out, _) = run_to_exit(&s);
+        (pid, out.trim().to_string())
     }
 
     #[test]
