@@ -5,7 +5,7 @@
 // (bin/cli/commands.js). Arguments and help: bin/cli/args.js.
 
 const path = require('node:path');
-const { parseArgs, HELP, UsageError } = require('./cli/args.js');
+const { parseArgs, help, UsageError } = require('./cli/args.js');
 const { SUBCOMMANDS, subcommand } = require('./cli/commands.js');
 const { run } = require('./cli/supervise.js');
 
@@ -28,7 +28,7 @@ function main(argv) {
     return;
   }
   if (opts.help) {
-    process.stdout.write(HELP);
+    process.stdout.write(help());
     return;
   }
   if (opts.version) {
@@ -51,4 +51,4 @@ function main(argv) {
 
 if (require.main === module) main(process.argv.slice(2));
 
-module.exports = { parseArgs, HELP };
+module.exports = { parseArgs, help };

@@ -23,7 +23,9 @@ const STABLE_MS = 10000;
 const BACKOFF_BASE = 200;
 const BACKOFF_MAX = 15000;
 
-const HELP = `Usage: native-cluster [options] <app> [options] [-- app args...]
+// Built when asked for: it reads this machine's CPU count and quota.
+function help() {
+  return `Usage: native-cluster [options] <app> [options] [-- app args...]
        native-cluster [options] -- <app> [app args...]
        native-cluster status|reload|stop [--name <name>] [--json]
        native-cluster scale <n> [--name <name>]
@@ -168,6 +170,7 @@ Examples:
   npx native-cluster -i 4 --policy none -- server.mjs --port 8080
   kill -HUP <native-cluster pid>     # reload the app after a deploy
 `;
+}
 
 class UsageError extends Error {}
 
@@ -345,5 +348,5 @@ function parseListen(value) {
 }
 
 module.exports = {
-  parseArgs, checkName, HELP, UsageError, STABLE_MS, BACKOFF_BASE, BACKOFF_MAX, MAX_WORKERS,
+  parseArgs, checkName, help, UsageError, STABLE_MS, BACKOFF_BASE, BACKOFF_MAX, MAX_WORKERS,
 };

@@ -3,7 +3,7 @@
 // sent over its control socket.
 
 const control = require('../../lib/control.js');
-const { UsageError, HELP, checkName } = require('./args.js');
+const { UsageError, help, checkName } = require('./args.js');
 
 const SUBCOMMANDS = ['status', 'reload', 'scale', 'stop'];
 // `stop` waits for the primary to exit: its --kill-timeout (the cluster
@@ -24,7 +24,7 @@ async function subcommand(argv) {
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
     if (arg === '-h' || arg === '--help') {
-      process.stdout.write(HELP);
+      process.stdout.write(help());
       return 0;
     }
     if (arg === '--json') json = true;
