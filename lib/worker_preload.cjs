@@ -59,14 +59,22 @@ function holdUntilListened(worker) {
 // The servers this worker listens on through the cluster, for what the
 // primary asks of them below.
 const servers = new Set();
+// What a server does once it listens (set by countSelfAccepted()).
+let onListening = () => {};
 if (cluster.isWorker) trackServers();
 
+// One wrapper of cluster._getServer for both uses: the set above, and the
+// connections counted by countSelfAccepted() below once a server listens.
 function trackServers() {
   const getServer = cluster._getServer;
   cluster._getServer = function trackServer(obj, options, cb) {
     servers.add(obj);
     if (typeof obj.once === 'function') obj.once('close', () => servers.delete(obj));
-    return getServer.call(this, obj, options, cb);
+    return getServer.call(this, obj, options, function listened(...args) {
+      const result = cb.apply(this, args);
+      if (!args[0]) onListening(obj);
+      return result;
+    });
   };
 }
 
@@ -157,16 +165,11 @@ function countSelfAccepted() {
     timer = setTimeout(report, wait);
     timer.unref();
   };
-  const getServer = cluster._getServer;
-  cluster._getServer = function countAccepted(obj, options, cb) {
-    return getServer.call(this, obj, options, function listened(...args) {
-      const result = cb.apply(this, args);
-      // A handle with a descriptor accepts here (a round-robin one has
-      // none: the primary accepts and counts). net.Server's public
-      // 'connection' event then marks each connection it accepted.
-      const handle = obj._handle;
-      if (!args[0] && handle && handle.fd >= 0 && typeof obj.on === 'function') obj.on('connection', count);
-      return result;
-    });
+  // A handle with a descriptor accepts here (a round-robin one has none:
+  // the primary accepts and counts). net.Server's public 'connection'
+  // event then marks each connection it accepted.
+  onListening = (obj) => {
+    const handle = obj._handle;
+    if (handle && handle.fd >= 0 && typeof obj.on === 'function') obj.on('connection', count);
   };
 }
